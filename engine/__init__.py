@@ -1,0 +1,45 @@
+"""Tessera's engine: sharded tables on Ray and Lance with a transactional catalog.
+
+>>> import engine
+>>> db = engine.connect()   # doctest: +SKIP
+"""
+
+from engine.client import Database, QueryResult, Table, WriteResult, connect
+from engine.config import Settings
+from engine.errors import (
+    ColumnNotFound,
+    Conflict,
+    DuplicateKey,
+    EngineError,
+    InvalidRequest,
+    NotFound,
+    RowNotFound,
+    SchemaMismatch,
+    TableExists,
+    TableNotFound,
+    TesseraError,
+    TooLarge,
+    UserError,
+)
+
+__all__ = [
+    "ColumnNotFound",
+    "Conflict",
+    "Database",
+    "DuplicateKey",
+    "EngineError",
+    "InvalidRequest",
+    "NotFound",
+    "QueryResult",
+    "RowNotFound",
+    "SchemaMismatch",
+    "Settings",
+    "Table",
+    "TableExists",
+    "TableNotFound",
+    "TesseraError",
+    "TooLarge",
+    "UserError",
+    "WriteResult",
+    "connect",
+]

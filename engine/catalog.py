@@ -1,0 +1,223 @@
+"""The catalog: durable, transactional metadata.
+
+A table's committed state is the Lance version of each of its shards, as named here. A write becomes visible
+only when ``commit`` records its new shard versions; ``commit`` is a compare-and-swap over every shard it
+touches, in one SQLite transaction, so a multi-shard (and multi-table) write is published all at once or not
+at all. ``Catalog`` is the interface; ``SqliteCatalog`` is the embedded implementation (WAL, full sync).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+from engine.errors import CommitConflict, TableExists, TableNotFound
+from engine.schema import TableSchema
+
+
+@dataclass(frozen=True)
+class ShardState:
+    version: int
+    row_count: int
+
+
+@dataclass(frozen=True)
+class TableRecord:
+    id: str
+    name: str
+    schema: TableSchema
+    shards: int
+    created_at: str
+    version: int  # increases by one with every commit that touches the table
+
+
+@dataclass(frozen=True)
+class ShardChange:
+    """Publish ``new_version`` for a shard, provided the catalog still names ``base_version``."""
+
+    table_id: str
+    shard: int
+    base_version: int
+    new_version: int
+    row_count: int
+
+
+class Catalog(Protocol):
+    def create_table(self, record: TableRecord, shard_versions: Sequence[int]) -> None: ...
+    def drop_table(self, name: str) -> TableRecord: ...
+    def get_table(self, name: str) -> TableRecord: ...
+    def get_table_by_id(self, table_id: str) -> TableRecord | None: ...
+    def list_tables(self) -> list[TableRecord]: ...
+    def snapshot(self, table_id: str) -> list[ShardState]: ...
+    def commit(self, changes: Sequence[ShardChange]) -> None: ...
+    def get_meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tables (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    schema TEXT NOT NULL,
+    shards INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS shards (
+    table_id TEXT NOT NULL REFERENCES tables(id) ON DELETE CASCADE,
+    shard INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    row_count INTEGER NOT NULL,
+    PRIMARY KEY (table_id, shard)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SqliteCatalog:
+    """SQLite in WAL mode with ``synchronous=FULL``: a returned ``commit`` survives kill -9 and power loss.
+
+    One connection per thread (sqlite3 connections are not shareable); writes take the database's write lock up
+    front (``BEGIN IMMEDIATE``) so concurrent committers from several processes queue instead of failing.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conn().executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn()
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
+
+    def create_table(self, record: TableRecord, shard_versions: Sequence[int]) -> None:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM tables WHERE name = ?", (record.name,)).fetchone():
+                raise TableExists(record.name)
+            db.execute(
+                "INSERT INTO tables VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.name,
+                    orjson.dumps(record.schema.to_dict()).decode(),
+                    record.shards,
+                    record.created_at,
+                    record.version,
+                ),
+            )
+            db.executemany(
+                "INSERT INTO shards VALUES (?, ?, ?, 0)", [(record.id, i, v) for i, v in enumerate(shard_versions)]
+            )
+
+    def drop_table(self, name: str) -> TableRecord:
+        with self._write() as db:
+            record = self._get(db, name)
+            db.execute("DELETE FROM tables WHERE id = ?", (record.id,))
+            return record
+
+    def get_table(self, name: str) -> TableRecord:
+        with self._read() as db:
+            return self._get(db, name)
+
+    def get_table_by_id(self, table_id: str) -> TableRecord | None:
+        row = self._conn().execute("SELECT * FROM tables WHERE id = ?", (table_id,)).fetchone()
+        return _record(row) if row else None
+
+    def _get(self, db: sqlite3.Connection, name: str) -> TableRecord:
+        row = db.execute("SELECT * FROM tables WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise TableNotFound(name)
+        return _record(row)
+
+    def list_tables(self) -> list[TableRecord]:
+        rows = self._conn().execute("SELECT * FROM tables ORDER BY name").fetchall()
+        return [_record(r) for r in rows]
+
+    def snapshot(self, table_id: str) -> list[ShardState]:
+        rows = (
+            self._conn()
+            .execute("SELECT version, row_count FROM shards WHERE table_id = ? ORDER BY shard", (table_id,))
+            .fetchall()
+        )
+        return [ShardState(v, n) for v, n in rows]
+
+    def read_table(self, name: str) -> tuple[TableRecord, list[ShardState]]:
+        """The table's record and its shard versions, read in one consistent snapshot."""
+        with self._read() as db:
+            record = self._get(db, name)
+            rows = db.execute(
+                "SELECT version, row_count FROM shards WHERE table_id = ? ORDER BY shard", (record.id,)
+            ).fetchall()
+        return record, [ShardState(v, n) for v, n in rows]
+
+    def commit(self, changes: Sequence[ShardChange]) -> None:
+        """Publish every change or none: raises CommitConflict if any shard moved on since its base version."""
+        with self._write() as db:
+            for c in changes:
+                cur = db.execute(
+                    "UPDATE shards SET version = ?, row_count = ? WHERE table_id = ? AND shard = ? AND version = ?",
+                    (c.new_version, c.row_count, c.table_id, c.shard, c.base_version),
+                )
+                if cur.rowcount != 1:
+                    raise CommitConflict(
+                        f"shard {c.shard} of table {c.table_id} is no longer at version {c.base_version}",
+                        table_id=c.table_id,
+                        shard=c.shard,
+                    )
+            db.executemany(
+                "UPDATE tables SET version = version + 1 WHERE id = ?", [(t,) for t in {c.table_id for c in changes}]
+            )
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value)
+            )
+
+
+def _record(row: tuple) -> TableRecord:
+    table_id, name, schema, shards, created_at, version = row
+    return TableRecord(table_id, name, TableSchema.from_dict(name, orjson.loads(schema)), shards, created_at, version)

@@ -1,0 +1,527 @@
+"""The Python client: ``engine.connect()`` and the ``Database`` / ``Table`` it returns.
+
+>>> import engine
+>>> db = engine.connect(data_dir="/tmp/tessera-demo")          # doctest: +SKIP
+>>> users = db.create_table("users", {"id": "int", "name": "string"}, primary_key="id")  # doctest: +SKIP
+>>> users.insert([{"id": 1, "name": "Ada"}])                   # doctest: +SKIP
+>>> users.query(where={"id": 1}).to_pylist()                   # doctest: +SKIP
+[{'id': 1, 'name': 'Ada'}]
+
+Every write is one atomic transaction over the shards it touches; every read sees one committed version of
+each shard, as named together by the catalog.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine import runtime, storage
+from engine.catalog import ShardState, SqliteCatalog, TableRecord, now_iso
+from engine.coerce import coerce_value, conform_table, decode_json_cells, rows_to_table
+from engine.config import Settings
+from engine.errors import InvalidRequest, RowNotFound, TooLarge
+from engine.hashing import shard_ids
+from engine.plan import Delete, Direction, Insert, ReadPlan, ShardSpec, Update, Upsert
+from engine.schema import TableSchema, build_schema, check_name
+from engine.shard import sort_keys
+from engine.transaction import Coordinator, ShardWork
+from engine.where import compile_where, key_values, parse_where
+
+if TYPE_CHECKING:
+    import polars
+    import ray.data
+
+log = logging.getLogger(__name__)
+MAX_SHARDS = 256
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    rows: pa.Table
+    total_count: int
+    offset: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.offset + self.rows.num_rows < self.total_count
+
+    @property
+    def next_offset(self) -> int | None:
+        return self.offset + self.rows.num_rows if self.has_more else None
+
+    def to_pylist(self) -> list[dict[str, Any]]:
+        return self.rows.to_pylist()
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    rows_affected: int
+    rows: pa.Table | None = None  # inserted / upserted rows as stored
+
+
+def connect(
+    data_dir: str | None = None, address: str | None = None, settings: Settings | None = None, **overrides: Any
+) -> Database:
+    """Open a database: start a local Ray (default) or join ``address`` ("auto", "ray://host:10001").
+
+    Settings come from ``TESSERA_*`` variables, then ``settings``, then keyword overrides.
+    """
+    base = settings or Settings.from_env()
+    changes = {k: v for k, v in {"data_dir": data_dir, "ray_address": address, **overrides}.items() if v is not None}
+    return Database(base.with_(**changes))
+
+
+@functools.lru_cache(maxsize=4096)
+def _specs(record: TableRecord, root: str) -> tuple[ShardSpec, ...]:
+    schema = record.schema
+    arrow = schema.arrow_schema()
+    return tuple(
+        ShardSpec(
+            record.id,
+            record.name,
+            i,
+            record.shards,
+            storage.shard_uri(root, record.id, i),
+            schema.key,
+            arrow,
+            not schema.primary_key,
+        )
+        for i in range(record.shards)
+    )
+
+
+class Database:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = str(Path(settings.data_dir).absolute())
+        Path(self.root).mkdir(parents=True, exist_ok=True)
+        runtime.start(settings.ray_address, settings.num_cpus)
+        self.catalog = SqliteCatalog(Path(self.root) / "catalog.db")
+        hosts = self.catalog.get_meta("hosts")
+        if hosts is None:
+            hosts = str(settings.hosts or runtime.cluster_cpus())
+            self.catalog.set_meta("hosts", hosts)
+        self.coordinator = Coordinator(self.catalog, runtime.host_pool(self.root, int(hosts), settings.lease_seconds))
+        self.default_shards = settings.shards or runtime.cluster_cpus()
+        self._reconcile()
+        self._stop = threading.Event()
+        self._maintenance: threading.Thread | None = None
+        if settings.maintenance_seconds > 0:
+            self._maintenance = threading.Thread(target=self._maintain_loop, name="tessera-maintenance", daemon=True)
+            self._maintenance.start()
+
+    # -- tables -------------------------------------------------------------------------------------------------
+    def create_table(
+        self,
+        name: str,
+        columns: dict[str, Any],
+        primary_key: str | Sequence[str] | None = None,
+        shards: int | None = None,
+    ) -> Table:
+        """Create a table. ``columns`` maps names to types (``"int"``) or ``{"type", "nullable"}``."""
+        schema = build_schema(name, columns, primary_key if not isinstance(primary_key, tuple) else list(primary_key))
+        count = self.default_shards if shards is None else shards
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SHARDS:
+            raise InvalidRequest(f"shards must be an integer from 1 to {MAX_SHARDS}", field="shards")
+        if name in self.list_tables():
+            from engine.errors import TableExists
+
+            raise TableExists(name)
+        record = TableRecord(uuid.uuid4().hex, name, schema, count, now_iso(), 0)
+        arrow = schema.arrow_schema()
+        try:
+            versions = [storage.create(storage.shard_uri(self.root, record.id, i), arrow) for i in range(count)]
+            self.catalog.create_table(record, versions)
+        except BaseException:
+            storage.remove(storage.table_dir(self.root, record.id))
+            raise
+        return Table(self, name)
+
+    def drop_table(self, name: str) -> None:
+        record = self.catalog.drop_table(name)
+        for host in self.coordinator.hosts:
+            host.forget.remote(record.id)
+        storage.remove(storage.table_dir(self.root, record.id))
+
+    def list_tables(self) -> list[str]:
+        return [r.name for r in self.catalog.list_tables()]
+
+    def table(self, name: str) -> Table:
+        check_name(name, "table")
+        self.catalog.get_table(name)
+        return Table(self, name)
+
+    def __getitem__(self, name: str) -> Table:
+        return self.table(name)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._maintenance is not None:
+            self._maintenance.join(timeout=5)
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------------------------------
+    def _resolve(self, name: str) -> tuple[TableRecord, list[ShardState], tuple[ShardSpec, ...]]:
+        record, states = self.catalog.read_table(name)
+        return record, states, _specs(record, self.root)
+
+    def _reconcile(self) -> None:
+        """Remove the data of tables the catalog does not name (dropped, or created by a crashed request)."""
+        known = {r.id for r in self.catalog.list_tables()}
+        for table_id in storage.list_table_dirs(self.root):
+            if table_id not in known:
+                storage.remove(storage.table_dir(self.root, table_id))
+
+    def _maintain_loop(self) -> None:
+        while not self._stop.wait(self.settings.maintenance_seconds):
+            try:
+                self.maintain()
+            except Exception:
+                log.exception("background maintenance failed")
+
+    def maintain(self) -> int:
+        """Clean up unnamed Lance versions and compact shards with many small fragments; returns shards compacted."""
+        from engine.plan import Compact
+        from engine.transaction import resolve
+
+        compacted = 0
+        s = self.settings
+        for record in self.catalog.list_tables():
+            specs = _specs(record, self.root)
+            states = self.catalog.snapshot(record.id)
+            refs = [
+                self.coordinator.host(spec.table_id, spec.shard).maintain.remote(
+                    spec, st.version, s.compact_min_fragments, s.version_retention_seconds
+                )
+                for spec, st in zip(specs, states, strict=True)
+            ]
+            for spec, ref in zip(specs, refs, strict=True):
+                if resolve(ref):
+                    self.coordinator.run([ShardWork(spec, (Compact(),))])
+                    compacted += 1
+        return compacted
+
+
+def _direction(value: Any, loc: str) -> Direction:
+    v = str(value).lower()
+    if v in ("asc", "ascending"):
+        return "ascending"
+    if v in ("desc", "descending"):
+        return "descending"
+    raise InvalidRequest(f"{loc}: direction must be 'asc' or 'desc', not {value!r}", field=loc)
+
+
+class Table:
+    """A handle on one table by name; every call reads the catalog, so it never goes stale."""
+
+    def __init__(self, db: Database, name: str) -> None:
+        self.db = db
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Table({self.name!r})"
+
+    # -- metadata -----------------------------------------------------------------------------------------------
+    @property
+    def schema(self) -> TableSchema:
+        return self.db.catalog.get_table(self.name).schema
+
+    def info(self) -> dict[str, Any]:
+        record, states, _ = self.db._resolve(self.name)
+        return {
+            "name": record.name,
+            "column_count": len(record.schema.columns),
+            "row_count": sum(s.row_count for s in states),
+            "columns": [{**c.to_dict(), "is_computed": False} for c in record.schema.columns],
+            "created_at": record.created_at,
+            "primary_key": list(record.schema.primary_key) or None,
+            "shards": record.shards,
+            "version": record.version,
+        }
+
+    # -- writes ---------------------------------------------------------------------------------------------
+    def insert(
+        self, rows: dict[str, Any] | list[dict[str, Any]] | pa.Table, *, return_rows: bool = False
+    ) -> WriteResult:
+        """Insert one row, many rows, or an Arrow table; a duplicate primary key fails the whole insert.
+
+        ``return_rows`` sends the stored rows back in ``WriteResult.rows`` (with assigned ``_row_id`` values).
+        """
+        return self._write(rows, Insert, return_rows)
+
+    def upsert(
+        self, rows: dict[str, Any] | list[dict[str, Any]] | pa.Table, *, return_rows: bool = False
+    ) -> WriteResult:
+        """Insert rows, replacing existing rows with the same primary key."""
+        return self._write(rows, Upsert, return_rows)
+
+    def _write(self, rows: Any, kind: type[Insert] | type[Upsert], return_rows: bool) -> WriteResult:
+        record, _, specs = self.db._resolve(self.name)
+        if kind is Upsert and not record.schema.primary_key:
+            raise InvalidRequest(f"Table '{self.name}' has no primary key: upsert needs one", field="primary_key")
+        table = self._to_arrow(rows, record.schema)
+        results = self.db.coordinator.run(self._partition(table, record.schema, specs, kind, return_rows))
+        if not return_rows:
+            return WriteResult(table.num_rows)
+        stored = [r.results[0].rows for r in results if r.results[0].rows is not None]
+        return WriteResult(table.num_rows, pa.concat_tables(stored) if stored else table)
+
+    def update(self, where: Any, set: dict[str, Any]) -> int:
+        """Set columns on every row matching ``where``; returns the number of rows updated."""
+        record, _, specs = self.db._resolve(self.name)
+        schema = record.schema
+        assignments = self._assignments(schema, set)
+        clauses = parse_where(where)
+        op = Update(compile_where(clauses, schema), assignments)
+        work = [ShardWork(specs[i], (op,)) for i in self._route(clauses, schema, record.shards)]
+        return sum(r.results[0].rows_affected for r in self.db.coordinator.run(work))
+
+    def delete(self, where: Any = None) -> int:
+        """Delete every row matching ``where`` (all rows when None); returns the number deleted."""
+        record, _, specs = self.db._resolve(self.name)
+        clauses = parse_where(where)
+        op = Delete(compile_where(clauses, record.schema))
+        work = [ShardWork(specs[i], (op,)) for i in self._route(clauses, record.schema, record.shards)]
+        return sum(r.results[0].rows_affected for r in self.db.coordinator.run(work))
+
+    def get(self, row_id: Any) -> dict[str, Any]:
+        """The row whose primary key (or ``_row_id``) is ``row_id``."""
+        result = self.query(where=self._id_where(row_id), limit=1)
+        if result.rows.num_rows == 0:
+            raise RowNotFound(self.name, row_id)
+        return decode_json_cells(result.rows.to_pylist(), self.schema)[0]
+
+    def update_row(self, row_id: Any, data: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(data, dict) or not data:
+            raise InvalidRequest("data must be a non-empty object of column: value", field="data")
+        schema = self.schema
+        key = schema.key
+        changes = {k: v for k, v in data.items() if not (k in key and self._same_key(schema, k, v, row_id))}
+        if self.update(self._id_where(row_id), changes) == 0:
+            raise RowNotFound(self.name, row_id)
+        return self.get(row_id)
+
+    def delete_row(self, row_id: Any) -> None:
+        if self.delete(self._id_where(row_id)) == 0:
+            raise RowNotFound(self.name, row_id)
+
+    # -- reads ----------------------------------------------------------------------------------------------
+    def query(
+        self,
+        select: Sequence[str] | None = None,
+        where: Any = None,
+        order_by: Sequence[Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> QueryResult:
+        """Rows matching ``where`` in a global ``order_by`` (default: primary key when paging), as Arrow."""
+        record, states, specs = self.db._resolve(self.name)
+        schema = record.schema
+        columns = self._columns(schema, select)
+        order = self._order(schema, order_by)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise InvalidRequest("limit must be a non-negative integer", field="limit")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidRequest("offset must be a non-negative integer", field="offset")
+        if not order and (limit is not None or offset):
+            order = tuple((k, "ascending") for k in schema.key)  # stable pages
+        clauses = parse_where(where)
+        expr = compile_where(clauses, schema)
+        targets = self._route(clauses, schema, record.shards)
+        needed = None if columns is None else tuple(dict.fromkeys([*columns, *(c for c, _ in order)]))
+        plan = ReadPlan(needed, expr, order, None if limit is None else offset + limit)
+        results = self.db.coordinator.read([specs[i] for i in targets], [states[i].version for i in targets], plan)
+        tables = [r.table for r in results if r.table is not None]
+        merged = pa.concat_tables(tables) if tables else schema.arrow_schema().empty_table()
+        if order and len(tables) > 1:
+            merged = merged.take(pc.sort_indices(merged, sort_keys(order)))
+        merged = merged.slice(offset, limit) if limit is not None else merged.slice(offset)
+        if columns is not None:
+            merged = merged.select(list(columns))
+        return QueryResult(merged, sum(r.matched for r in results), offset)
+
+    def count(self, where: Any = None) -> int:
+        if where is None:
+            _, states, _ = self.db._resolve(self.name)
+            return sum(s.row_count for s in states)
+        record, states, specs = self.db._resolve(self.name)
+        clauses = parse_where(where)
+        plan = ReadPlan(where=compile_where(clauses, record.schema), count_only=True)
+        targets = self._route(clauses, record.schema, record.shards)
+        return sum(
+            r.matched
+            for r in self.db.coordinator.read([specs[i] for i in targets], [states[i].version for i in targets], plan)
+        )
+
+    def to_arrow(self) -> pa.Table:
+        return self.query().rows
+
+    def to_pylist(self) -> list[dict[str, Any]]:
+        return decode_json_cells(self.to_arrow().to_pylist(), self.schema)
+
+    def to_polars(self) -> polars.DataFrame:
+        import polars as pl
+
+        return pl.from_arrow(self.to_arrow())  # type: ignore[return-value]
+
+    def to_ray_dataset(self) -> ray.data.Dataset:
+        """A Ray Dataset over the committed rows, one block per shard, without passing through this process."""
+        import ray.data
+
+        _, states, specs = self.db._resolve(self.name)
+        coordinator = self.db.coordinator
+        refs = [
+            coordinator.host(s.table_id, s.shard).scan.remote(s, st.version)
+            for s, st in zip(specs, states, strict=True)
+        ]
+        return ray.data.from_arrow_refs(refs)
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def _to_arrow(self, rows: Any, schema: TableSchema) -> pa.Table:
+        if isinstance(rows, pa.Table):
+            table = conform_table(rows, schema)
+        else:
+            table = rows_to_table([rows] if isinstance(rows, dict) else rows, schema)
+        limit = self.db.settings.max_rows_per_request
+        if not isinstance(rows, pa.Table) and table.num_rows > limit:
+            raise TooLarge(f"{table.num_rows} rows in one request; the limit is {limit}", limit=limit)
+        return table
+
+    def _partition(
+        self,
+        table: pa.Table,
+        schema: TableSchema,
+        specs: Sequence[ShardSpec],
+        kind: type[Insert] | type[Upsert],
+        return_rows: bool,
+    ) -> list[ShardWork]:
+        n = len(specs)
+        if n == 1:
+            return [ShardWork(specs[0], (kind(table, return_rows),))]
+        if schema.primary_key:
+            ids = shard_ids([table[k] for k in schema.primary_key], n)
+            order = np.argsort(ids, kind="stable")
+            counts = np.bincount(ids, minlength=n)
+            table = table.take(pa.array(order))
+        else:  # no key: spread evenly, starting from a random shard so single rows do not pile up on shard 0
+            start = random.randrange(n)
+            counts = np.roll(np.full(n, table.num_rows // n) + (np.arange(n) < table.num_rows % n), start)
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        return [
+            ShardWork(specs[i], (kind(table.slice(bounds[i], counts[i]), return_rows),))
+            for i in range(n)
+            if counts[i] or (table.num_rows == 0 and i == 0)
+        ]
+
+    def _route(self, clauses: Any, schema: TableSchema, shards: int) -> list[int]:
+        """The shards a filter can match: one when it pins the key, else all."""
+        values = key_values(clauses, schema)
+        if values is None or shards == 1:
+            return list(range(shards))
+        column = schema.column(schema.key[0])
+        keys = pa.array(
+            [coerce_value(column, v, ("where", column.name)).as_py() for v in values],
+            schema.arrow_schema().field(column.name).type,
+        )
+        return sorted(set(shard_ids([keys], shards).tolist())) if len(keys) else []
+
+    def _assignments(self, schema: TableSchema, values: Any) -> tuple[tuple[str, pc.Expression], ...]:
+        if not isinstance(values, dict) or not values:
+            raise InvalidRequest("set must be a non-empty object of column: value", field="set")
+        out = []
+        for name, value in values.items():
+            column = schema.column(name, "set")
+            if name in schema.key:
+                raise InvalidRequest(
+                    f"set.{name}: the primary key cannot be updated; delete and insert instead", field=f"set.{name}"
+                )
+            if value is None:
+                if not column.nullable:
+                    raise InvalidRequest(f"set.{name}: column '{name}' may not be null", field=f"set.{name}")
+                out.append((name, pc.scalar(pa.scalar(None, schema.arrow_schema().field(name).type))))
+                continue
+            if isinstance(value, dict) and "expr" in value and column.type != "json":
+                raise InvalidRequest(f"set.{name}: expressions in set are not supported yet", field=f"set.{name}")
+            out.append((name, pc.scalar(coerce_value(column, value, ("set", name)))))
+        return tuple(out)
+
+    def _columns(self, schema: TableSchema, select: Sequence[str] | None) -> tuple[str, ...] | None:
+        if select is None:
+            return None
+        if isinstance(select, str) or not isinstance(select, (list, tuple)):
+            raise InvalidRequest("select must be a list of column names", field="select")
+        for c in select:
+            schema.column(c, "select")
+        return tuple(select)
+
+    def _order(self, schema: TableSchema, order_by: Any) -> tuple[tuple[str, Direction], ...]:
+        if not order_by:
+            return ()
+        out = []
+        for i, item in enumerate(order_by):
+            loc = f"order_by[{i}]"
+            if isinstance(item, str):
+                name, _, d = item.partition(":")
+                direction = _direction(d or "asc", loc)
+            elif isinstance(item, dict):
+                name, direction = item.get("column"), _direction(item.get("direction", "asc"), loc)
+            elif isinstance(item, (tuple, list)) and len(item) == 2:
+                name, direction = item[0], _direction(item[1], loc)
+            else:
+                raise InvalidRequest(f"{loc} must be 'column[:asc|desc]' or {{column, direction}}", field=loc)
+            column = schema.column(str(name), loc)
+            if column.type == "json":
+                raise InvalidRequest(f"{loc}: cannot order by json column '{name}'", field=loc)
+            out.append((column.name, direction))
+        return tuple(out)
+
+    def _id_where(self, row_id: Any) -> list[dict[str, Any]]:
+        key = self.schema.key
+        if len(key) != 1:
+            raise InvalidRequest(f"Table '{self.name}' has a composite primary key; use a where filter", field="row_id")
+        return [{"column": key[0], "operator": "=", "value": row_id}]
+
+    @staticmethod
+    def _same_key(schema: TableSchema, name: str, value: Any, row_id: Any) -> bool:
+        column = schema.column(name)
+        return coerce_value(column, value, ("data", name)) == coerce_value(column, row_id, ("row_id",))
+
+    def key_from_text(self, text: str) -> Any:
+        """A row id from a URL path segment, converted to the key column's type."""
+        schema = self.schema
+        if len(schema.key) != 1:
+            raise InvalidRequest(f"Table '{self.name}' has a composite primary key; use a where filter", field="row_id")
+        column = schema.column(schema.key[0])
+        if column.type == "int":
+            try:
+                return int(text)
+            except ValueError:
+                raise InvalidRequest(
+                    f"row_id {text!r} is not an integer (the key '{column.name}' is int)", field="row_id"
+                ) from None
+        return coerce_value(column, text, ("row_id",)).as_py()
+
+
+def rows_of(table: pa.Table, schema: TableSchema) -> list[dict[str, Any]]:
+    """Arrow rows as Python dicts, JSON cells decoded."""
+    return decode_json_cells(table.to_pylist(), schema)
+
+
+__all__ = ["Database", "QueryResult", "Table", "WriteResult", "connect"]

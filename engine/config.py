@@ -1,0 +1,52 @@
+"""Settings: one frozen object, built from ``TESSERA_*`` variables and explicit overrides at the composition root."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal, get_args, get_type_hints
+
+AuthMode = Literal["open", "required"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: str = "./tessera-data"
+    ray_address: str | None = None  # None: start a local Ray; "auto" or "ray://host:port": join a cluster
+    shards: int = 0  # default shards per table; 0: one per CPU of the cluster
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auth: AuthMode = "open"
+    admin_key: str | None = None
+    num_cpus: int | None = None  # CPUs of a locally started Ray (None: all)
+    hosts: int = 0  # shard-host actors; 0: one per CPU of the cluster
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_rows_per_request: int = 100_000
+    lease_seconds: float = 60.0  # a writer that holds a shard longer than this without finishing is aborted
+    maintenance_seconds: float = 30.0  # how often background compaction and cleanup run; 0 disables
+    compact_min_fragments: int = 16
+    version_retention_seconds: float = 300.0  # unnamed Lance versions older than this are deleted
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """``TESSERA_<FIELD>`` for every field; explicit ``overrides`` (e.g. command-line flags) win."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        hints = get_type_hints(cls)
+        for f in fields(cls):
+            raw = env.get(f"TESSERA_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            kinds = set(get_args(hints[f.name])) or {hints[f.name]}
+            try:
+                values[f.name] = int(raw) if int in kinds else float(raw) if float in kinds else raw
+            except ValueError:
+                raise ValueError(f"TESSERA_{f.name.upper()}={raw!r} is not a number") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)
+        if settings.auth not in ("open", "required"):
+            raise ValueError(f"auth must be 'open' or 'required', not {settings.auth!r}")
+        return settings
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)

@@ -1,0 +1,125 @@
+"""The shard host: a Ray actor serving many shards. A thin shell around ``engine.shard``.
+
+It owns two things only: the shards it has loaded, and one writer slot per shard. A writer holds the slot
+from ``stage`` until ``finish``; others wait. A writer that does not finish within the lease (its coordinator
+died) is aborted, so a crashed client cannot wedge a shard.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from engine.errors import ShardUnavailable
+from engine.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
+from engine.shard import Shard
+
+Key = tuple[str, int]
+
+
+@dataclass
+class _Slot:
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    owner: str | None = None
+    since: float = 0.0
+
+
+class ShardHost:
+    def __init__(self, lease_seconds: float = 60.0) -> None:
+        self.lease = lease_seconds
+        self._shards: dict[Key, Shard] = {}
+        self._slots: dict[Key, _Slot] = {}
+        self._mutex = threading.Lock()
+
+    def ping(self) -> bool:
+        return True
+
+    def _slot(self, key: Key) -> _Slot:
+        with self._mutex:
+            return self._slots.setdefault(key, _Slot())
+
+    def _shard(self, spec: ShardSpec, version: int) -> Shard:
+        """The loaded shard, or load it at ``version`` (the catalog's) if unknown or behind the catalog."""
+        key = (spec.table_id, spec.shard)
+        with self._mutex:
+            shard = self._shards.get(key)
+            if shard is None or (shard.staged is None and version > shard.version) or shard.spec != spec:
+                shard = Shard(spec, version)
+                self._shards[key] = shard
+            return shard
+
+    def stage(self, spec: ShardSpec, txn: str, base: int, ops: Sequence[ShardOp]) -> StageResult:
+        key = (spec.table_id, spec.shard)
+        slot = self._slot(key)
+        with slot.cond:
+            deadline = time.monotonic() + self.lease
+            while slot.owner is not None:
+                if time.monotonic() - slot.since > self.lease:
+                    self._abort_locked(key, slot.owner)  # its coordinator is gone
+                    break
+                if (
+                    not slot.cond.wait(timeout=max(0.01, min(1.0, deadline - time.monotonic())))
+                    and time.monotonic() > deadline
+                ):
+                    raise ShardUnavailable(f"shard {spec.shard} of table {spec.table_id} stayed busy for {self.lease}s")
+            slot.owner, slot.since = txn, time.monotonic()
+        try:
+            shard = self._shard(spec, base)
+            return shard.stage(txn, base if base > shard.version else None, ops)
+        except BaseException:
+            self._release(key, txn)
+            raise
+
+    def finish(self, table_id: str, shard: int, txn: str, commit: bool) -> None:
+        key = (table_id, shard)
+        s = self._shards.get(key)
+        if s is not None:
+            s.commit(txn) if commit else s.abort(txn)
+        self._release(key, txn)
+
+    def _abort_locked(self, key: Key, txn: str) -> None:
+        s = self._shards.get(key)
+        if s is not None:
+            s.abort(txn)
+            self._shards.pop(key, None)  # reload from the catalog's version on next use
+        self._slots[key].owner = None
+
+    def _release(self, key: Key, txn: str) -> None:
+        slot = self._slot(key)
+        with slot.cond:
+            if slot.owner == txn:
+                slot.owner = None
+                slot.cond.notify_all()
+
+    def read(self, spec: ShardSpec, version: int, plan: ReadPlan) -> ReadResult:
+        return self._shard(spec, version).read(version, plan)
+
+    def scan(self, spec: ShardSpec, version: int) -> pa.Table:
+        """All rows of a shard at ``version`` (a block of a Ray Dataset)."""
+        return self._shard(spec, version).table_at(version)
+
+    def maintain(self, spec: ShardSpec, version: int, min_fragments: int, retention_seconds: float) -> bool:
+        """Clean up unnamed versions; True if the shard has enough small fragments to be worth compacting."""
+        key = (spec.table_id, spec.shard)
+        slot = self._slot(key)
+        with slot.cond:
+            if slot.owner is not None:
+                return False
+            slot.owner, slot.since = "maintenance", time.monotonic()
+        try:
+            shard = self._shard(spec, version)
+            shard.cleanup(dt.timedelta(seconds=retention_seconds))
+            return shard.needs_compaction(min_fragments)
+        finally:
+            self._release(key, "maintenance")
+
+    def forget(self, table_id: str) -> None:
+        with self._mutex:
+            for key in [k for k in self._shards if k[0] == table_id]:
+                self._shards.pop(key, None)
+                self._slots.pop(key, None)

@@ -1,0 +1,128 @@
+"""Table schemas: named, typed columns and an optional primary key."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from engine.errors import ColumnNotFound, InvalidName, InvalidRequest, InvalidType
+from engine.types import COLUMN_TYPES, KEY_TYPES, arrow_type
+
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+MAX_NAME = 63
+ROW_ID = "_row_id"  # the engine's row id, present only in tables without a primary key
+
+
+def check_name(name: Any, what: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > MAX_NAME:
+        raise InvalidName(
+            f"Invalid {what} name {name!r}: use a letter, then letters, digits or '_' (at most {MAX_NAME})",
+            field=what,
+            name=name if isinstance(name, str) else repr(name),
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "nullable": self.nullable}
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """Columns in declaration order; ``primary_key`` is empty when the engine assigns ``_row_id``."""
+
+    table: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """The columns that identify a row: the primary key, or the engine's row id."""
+        return self.primary_key or (ROW_ID,)
+
+    def column(self, name: str, where: str = "") -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        if name == ROW_ID and not self.primary_key:
+            return Column(ROW_ID, "int", nullable=False)
+        raise ColumnNotFound(self.table, name, where)
+
+    def has(self, name: str) -> bool:
+        return name in self.names or (name == ROW_ID and not self.primary_key)
+
+    def arrow_schema(self) -> pa.Schema:
+        """The storage schema: declared columns, then ``_row_id`` for tables without a primary key."""
+        fields = [pa.field(c.name, arrow_type(c.type)) for c in self.columns]
+        if not self.primary_key:
+            fields.append(pa.field(ROW_ID, pa.int64()))
+        return pa.schema(fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "columns": [c.to_dict() for c in self.columns],
+            "primary_key": list(self.primary_key),
+        }
+
+    @classmethod
+    def from_dict(cls, table: str, d: dict[str, Any]) -> TableSchema:
+        cols = tuple(Column(c["name"], c["type"], c["nullable"]) for c in d["columns"])
+        return cls(table, cols, tuple(d["primary_key"]))
+
+
+def build_schema(table: str, columns: dict[str, Any], primary_key: str | list[str] | None) -> TableSchema:
+    """Validate a user's schema: ``{col: "int"}`` or ``{col: {"type": "int", "nullable": false}}``.
+
+    >>> build_schema("t", {"id": "int", "name": "string"}, "id").primary_key
+    ('id',)
+    """
+    check_name(table, "table")
+    if not isinstance(columns, dict) or not columns:
+        raise InvalidRequest("schema.columns must be a non-empty object of column: type", field="schema.columns")
+    keys = [primary_key] if isinstance(primary_key, str) else list(primary_key or [])
+    if len(set(keys)) != len(keys):
+        raise InvalidRequest("primary_key lists a column twice", field="primary_key")
+    cols: list[Column] = []
+    for name, spec in columns.items():
+        check_name(name, "column")
+        nullable = True
+        if isinstance(spec, dict):
+            nullable = spec.get("nullable", True)
+            if not isinstance(nullable, bool):
+                raise InvalidRequest(f"Column '{name}': nullable must be true or false", field=f"columns.{name}")
+            spec = spec.get("type")
+        if spec not in COLUMN_TYPES:
+            raise InvalidType(
+                f"Column '{name}' has unknown type {spec!r}; expected one of {', '.join(COLUMN_TYPES)}",
+                field=f"schema.columns.{name}",
+                column=name,
+            )
+        cols.append(Column(name, spec, nullable and name not in keys))
+    names = {c.name.lower() for c in cols}
+    if len(names) != len(cols):
+        raise InvalidName("Column names must be unique ignoring case", field="schema.columns")
+    schema = TableSchema(table, tuple(cols), tuple(keys))
+    for k in keys:
+        if not isinstance(k, str) or not schema.has(k):
+            raise ColumnNotFound(table, str(k), "primary_key")
+        if schema.column(k).type not in KEY_TYPES:
+            raise InvalidType(
+                f"Primary key column '{k}' has type {schema.column(k).type}; keys must be one of "
+                f"{', '.join(sorted(KEY_TYPES))}",
+                field="primary_key",
+                column=k,
+            )
+    return schema

@@ -1,0 +1,333 @@
+"""One shard: its committed rows held as an Arrow table, its durable copy in a Lance dataset.
+
+Pure logic around ``engine.storage``: no Ray here, so it is tested directly. The host actor serialises calls
+(``engine.host``). Life of a write:
+
+    stage(txn, base, ops)   apply ops to a working copy and to Lance (a new, not yet named version)
+    commit(txn)             the catalog named that version: it becomes the shard's committed state
+    abort(txn)              it did not: roll Lance's main line back to the committed version
+
+The shard keeps Lance's main line equal to the committed version between writes, so every write is based on
+committed data only; the catalog's compare-and-swap catches the rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pds
+
+from engine import storage
+from engine.errors import DuplicateKey, InvalidValue
+from engine.hashing import hash_columns
+from engine.keyindex import KeyIndex, duplicated
+from engine.plan import (
+    Compact,
+    Delete,
+    Insert,
+    OpResult,
+    ReadPlan,
+    ReadResult,
+    ShardOp,
+    ShardSpec,
+    StageResult,
+    Update,
+    Upsert,
+)
+from engine.schema import ROW_ID
+
+log = logging.getLogger(__name__)
+_MAX_CHUNKS = 32
+
+
+@dataclass
+class _Staged:
+    txn: str
+    version: int
+    table: pa.Table
+
+
+def evaluate(table: pa.Table, exprs: dict[str, pc.Expression]) -> pa.Table:
+    """Evaluate Arrow expressions over a table's rows, vectorised."""
+    return pds.dataset(table).to_table(columns=exprs)
+
+
+def mask(table: pa.Table, where: pc.Expression | None) -> pa.ChunkedArray:
+    """True where ``where`` holds; null counts as false (SQL semantics)."""
+    if where is None:
+        return pa.chunked_array([np.ones(table.num_rows, bool)], pa.bool_())
+    return pc.fill_null(evaluate(table, {"m": where})["m"], False)
+
+
+def _tidy(table: pa.Table) -> pa.Table:
+    if table.num_columns and table.column(0).num_chunks > _MAX_CHUNKS:
+        return table.combine_chunks()
+    return table
+
+
+class Shard:
+    def __init__(self, spec: ShardSpec, version: int) -> None:
+        self.spec = spec
+        self.uri = spec.uri
+        self._load(version)
+
+    def _load(self, version: int) -> None:
+        self.version = version  # the committed (catalog-named) version
+        self.table = storage.read(self.uri, version).select(self.spec.schema.names)
+        self.previous: tuple[int, pa.Table] | None = None
+        self.staged: _Staged | None = None
+        self.head_is_committed = storage.latest_version(self.uri) == version
+        self.next_row_id = self._next_row_id(self.table)
+        self.keys: KeyIndex | None = None  # index of self.table's keys; None: build when next needed
+        self._work_keys: KeyIndex | None = None  # during a stage: index of the working table, or None
+        self._keys_changed = False
+
+    def _index(self, table: pa.Table) -> KeyIndex | None:
+        """Tables with a primary key keep a hash index of it, for insert's duplicate check."""
+        if self.spec.assigns_row_ids:
+            return None
+        return KeyIndex.of([table[k] for k in self.spec.key])
+
+    def _next_row_id(self, table: pa.Table) -> int:
+        if not self.spec.assigns_row_ids or table.num_rows == 0:
+            return 0
+        return int(pc.max(table[ROW_ID]).as_py()) // self.spec.shards + 1
+
+    # -- writes ---------------------------------------------------------------------------------------------
+    def stage(self, txn: str, base: int | None, ops: Sequence[ShardOp]) -> StageResult:
+        """Apply ``ops`` in order on top of the committed version ``base`` (None: whatever is committed here)."""
+        assert self.staged is None, "the host serialises writers"
+        if base is not None and base != self.version:
+            self._load(base)
+        if not self.head_is_committed:
+            storage.restore(self.uri, self.version)
+            self.head_is_committed = True
+        work, version, results = self.table, self.version, []
+        self._work_keys, self._keys_changed = self.keys, False
+        try:
+            for op in ops:
+                work, new_version, result = self._apply(work, op)
+                version = new_version or version
+                results.append(result)
+        except BaseException:
+            if version != self.version:
+                self._rollback()
+            raise
+        if version != self.version:
+            self.head_is_committed = False
+        self.staged = _Staged(txn, version, _tidy(work))
+        return StageResult(self.version, version, work.num_rows, tuple(results))
+
+    def commit(self, txn: str) -> None:
+        staged = self.staged
+        if staged is None or staged.txn != txn:
+            return
+        self.previous = (self.version, self.table)
+        self.version, self.table, self.staged = staged.version, staged.table, None
+        self.head_is_committed = True
+        if self._keys_changed:
+            self.keys = self._work_keys
+
+    def abort(self, txn: str) -> None:
+        staged = self.staged
+        if staged is None or staged.txn != txn:
+            return
+        self.staged = None
+        if staged.version != self.version:
+            self._rollback()
+
+    def _rollback(self) -> None:
+        try:
+            storage.restore(self.uri, self.version)
+            self.head_is_committed = True
+        except Exception:  # the next stage retries the restore
+            log.exception("restore of %s to version %s failed", self.uri, self.version)
+            self.head_is_committed = False
+
+    def _apply(self, work: pa.Table, op: ShardOp) -> tuple[pa.Table, int | None, OpResult]:
+        if isinstance(op, Insert):
+            return self._insert(work, op)
+        if isinstance(op, Upsert):
+            return self._upsert(work, op)
+        if isinstance(op, Delete):
+            return self._delete(work, op.where)
+        if isinstance(op, Update):
+            return self._update(work, op)
+        if isinstance(op, Compact):
+            return work, storage.compact(self.uri), OpResult(0)
+        raise TypeError(f"unknown shard operation {op!r}")
+
+    def _insert(self, work: pa.Table, op: Insert) -> tuple[pa.Table, int | None, OpResult]:
+        rows = op.rows
+        if rows.num_rows == 0:
+            return work, None, OpResult(0, rows if op.return_rows else None)
+        if self.spec.assigns_row_ids:
+            ids = (self.next_row_id + np.arange(rows.num_rows, dtype=np.int64)) * self.spec.shards + self.spec.shard
+            rows = rows.set_column(rows.schema.get_field_index(ROW_ID), ROW_ID, pa.array(ids, pa.int64()))
+        else:
+            self._check_unique(work, rows)
+        version = storage.append(self.uri, rows)
+        if self.spec.assigns_row_ids:
+            self.next_row_id += rows.num_rows
+        return pa.concat_tables([work, rows]), version, OpResult(rows.num_rows, rows if op.return_rows else None)
+
+    def _check_unique(self, work: pa.Table, rows: pa.Table) -> None:
+        """Raise DuplicateKey if a key of ``rows`` repeats within them or exists in ``work``."""
+        key = list(self.spec.key)
+        hashes = hash_columns([rows[k] for k in key])
+        ordered = np.sort(hashes)
+        index = self._working_keys(work)
+        suspects = index.maybe_contains(hashes)
+        repeated = duplicated(ordered)
+        if len(repeated):
+            suspects |= np.isin(hashes, repeated)
+        if suspects.any():
+            candidates = rows.filter(pa.array(suspects)).select(key)
+            grouped = candidates.group_by(key).aggregate([([], "count_all")])
+            dups = grouped.filter(pc.field("count_all") > 1).select(key)
+            if dups.num_rows == 0:
+                dups = work.select(key).join(candidates, key, join_type="inner")
+            if dups.num_rows:
+                values = dups.to_pylist()
+                raise DuplicateKey(self.spec.table, [v[key[0]] if len(key) == 1 else tuple(v.values()) for v in values])
+        self._work_keys = index.add(ordered, presorted=True)
+
+    def _working_keys(self, work: pa.Table) -> KeyIndex:
+        """The key index of ``work`` (KeyIndex updates copy on write, so the committed index stays intact)."""
+        if self._work_keys is None:
+            self._work_keys = self._index(work)
+        assert self._work_keys is not None
+        self._keys_changed = True
+        return self._work_keys
+
+    def _forget_keys(self) -> None:
+        """An operation changed keys in a way the index does not track: rebuild it when next needed."""
+        self._work_keys, self._keys_changed = None, True
+
+    def _upsert(self, work: pa.Table, op: Upsert) -> tuple[pa.Table, int | None, OpResult]:
+        rows = op.rows
+        if rows.num_rows == 0:
+            return work, None, OpResult(0, rows if op.return_rows else None)
+        key = list(self.spec.key)
+        last = self._last_per_key(rows)
+        version = storage.merge(self.uri, key, last, insert_missing=True)
+        self._forget_keys()
+        keep = pc.invert(self._key_in(work, last))
+        return (
+            pa.concat_tables([work.filter(keep), last]),
+            version,
+            OpResult(rows.num_rows, last if op.return_rows else None),
+        )
+
+    def _last_per_key(self, rows: pa.Table) -> pa.Table:
+        """Within one upsert the last row for a key wins (as if applied one by one)."""
+        key = list(self.spec.key)
+        idx = rows.append_column("_i", pa.array(np.arange(rows.num_rows))).group_by(key).aggregate([("_i", "max")])
+        if idx.num_rows == rows.num_rows:
+            return rows
+        return rows.take(pc.sort(idx["_i_max"]))
+
+    def _key_in(self, work: pa.Table, rows: pa.Table) -> pa.ChunkedArray | pa.Array:
+        key = self.spec.key
+        if len(key) == 1:
+            return pc.is_in(work[key[0]], value_set=rows[key[0]].combine_chunks())
+        marker = rows.select(list(key)).append_column("_hit", pa.array(np.ones(rows.num_rows, bool)))
+        joined = (
+            work.select(list(key)).append_column("_pos", pa.array(np.arange(work.num_rows))).join(marker, list(key))
+        )
+        hit = np.zeros(work.num_rows, bool)
+        hit[joined.filter(pc.field("_hit"))["_pos"].to_numpy()] = True
+        return pa.array(hit)
+
+    def _delete(self, work: pa.Table, where: pc.Expression | None) -> tuple[pa.Table, int | None, OpResult]:
+        hit = mask(work, where)
+        n = pc.sum(hit).as_py() or 0
+        if n == 0:
+            return work, None, OpResult(0)
+        keys = work.filter(hit).select(list(self.spec.key))
+        version = storage.delete_keys(self.uri, self.spec.key, keys)
+        self._forget_keys()
+        return work.filter(pc.invert(hit)), version, OpResult(n)
+
+    def _update(self, work: pa.Table, op: Update) -> tuple[pa.Table, int | None, OpResult]:
+        hit = mask(work, op.where)
+        n = pc.sum(hit).as_py() or 0
+        if n == 0:
+            return work, None, OpResult(0)
+        matched = work.filter(hit)
+        values = evaluate(matched, dict(op.set))
+        updated = matched
+        for name, _ in op.set:
+            target = updated.schema.field(name).type
+            try:
+                column = pc.cast(values[name], target, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise InvalidValue(
+                    f"set.{name}: cannot store the new value as {target}: {exc}", field=f"set.{name}"
+                ) from exc
+            updated = updated.set_column(updated.schema.get_field_index(name), name, column)
+        version = storage.merge(self.uri, self.spec.key, updated, insert_missing=False)
+        return pa.concat_tables([work.filter(pc.invert(hit)), updated]), version, OpResult(n)
+
+    # -- reads ----------------------------------------------------------------------------------------------
+    def table_at(self, version: int) -> pa.Table:
+        if version == self.version:
+            return self.table
+        if self.staged is not None and version == self.staged.version:
+            return self.staged.table  # committed in the catalog; our commit() call is on its way
+        if self.previous is not None and version == self.previous[0]:
+            return self.previous[1]
+        return storage.read(self.uri, version).select(self.spec.schema.names)
+
+    def read(self, version: int, plan: ReadPlan) -> ReadResult:
+        return read_table(self.table_at(version), plan)
+
+    # -- maintenance ----------------------------------------------------------------------------------------
+    def needs_compaction(self, min_fragments: int) -> bool:
+        return self.staged is None and storage.fragment_count(self.uri, self.version) >= min_fragments
+
+    def cleanup(self, older_than: dt.timedelta) -> int:
+        """Delete Lance versions the catalog no longer names (only when nothing is staged)."""
+        if self.staged is not None or not self.head_is_committed or storage.latest_version(self.uri) != self.version:
+            return 0
+        return storage.cleanup(self.uri, older_than)
+
+
+def read_table(table: pa.Table, plan: ReadPlan) -> ReadResult:
+    """Filter, order, limit and project one shard's rows."""
+    if plan.where is not None:
+        table = table.filter(mask(table, plan.where))
+    matched = table.num_rows
+    if plan.count_only:
+        return ReadResult(None, matched)
+    if plan.order_by:
+        if plan.limit is not None and plan.limit < matched:
+            idx = pc.select_k_unstable(table, plan.limit, list(plan.order_by)) if _no_nulls(table, plan) else None
+            table = table.take(idx) if idx is not None else _sorted(table, plan).slice(0, plan.limit)
+            table = _sorted(table, plan)
+        else:
+            table = _sorted(table, plan)
+    if plan.limit is not None:
+        table = table.slice(0, plan.limit)
+    if plan.columns is not None:
+        table = table.select(list(plan.columns))
+    return ReadResult(table, matched)
+
+
+def _no_nulls(table: pa.Table, plan: ReadPlan) -> bool:
+    return all(table[c].null_count == 0 for c, _ in plan.order_by)
+
+
+def _sorted(table: pa.Table, plan: ReadPlan) -> pa.Table:
+    return table.take(pc.sort_indices(table, sort_keys(plan.order_by)))
+
+
+def sort_keys(order_by: tuple[tuple[str, str], ...]) -> list[tuple[str, str, str]]:
+    """Arrow sort keys with nulls last, whatever the direction."""
+    return [(c, d, "at_end") for c, d in order_by]

@@ -1,0 +1,143 @@
+"""The write coordinator: every write, on one shard or many tables, is one transaction.
+
+1. stage the operations on every shard involved, in parallel (each shard's host serialises its writers);
+2. publish all new shard versions with one catalog compare-and-swap;
+3. tell the shards the outcome. Any failure before 2 aborts every staged shard: nothing is visible.
+
+A conflict (a shard moved on under us) or a host that died mid-stage aborts and retries the whole transaction:
+nothing was applied, so a retry is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+
+from engine import faults
+from engine.catalog import ShardChange, SqliteCatalog
+from engine.errors import CommitConflict, EngineError, ShardUnavailable, TableNotFound, TesseraError, UserError
+from engine.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
+
+log = logging.getLogger(__name__)
+
+try:  # absent in some Ray versions
+    from ray.exceptions import ActorUnavailableError
+except ImportError:  # pragma: no cover
+    ActorUnavailableError = RayActorError  # type: ignore[misc,assignment]
+
+
+@dataclass(frozen=True)
+class ShardWork:
+    spec: ShardSpec
+    ops: tuple[ShardOp, ...]
+
+
+def resolve(ref: Any) -> Any:
+    """``ray.get`` with Ray's wrappers taken off: our own errors come back as themselves."""
+    try:
+        return ray.get(ref)
+    except RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, TesseraError):
+            raise cause from None
+        raise EngineError(f"shard operation failed: {cause or exc}") from exc
+    except (RayActorError, ActorUnavailableError) as exc:
+        raise ShardUnavailable("a shard host was unavailable; it is being restarted", retry_after=1) from exc
+
+
+class Coordinator:
+    def __init__(self, catalog: SqliteCatalog, hosts: Sequence[Any], retries: int = 4) -> None:
+        self.catalog = catalog
+        self.hosts = list(hosts)
+        self.retries = retries
+
+    def host(self, table_id: str, shard: int) -> Any:
+        """A table's shards go round-robin over the hosts from a per-table offset: spread evenly, stable."""
+        return self.hosts[(zlib.crc32(table_id.encode()) + shard) % len(self.hosts)]
+
+    def run(self, work: Sequence[ShardWork]) -> list[StageResult]:
+        """Apply all work atomically; returns one StageResult per ShardWork, in order."""
+        error: EngineError | None = None
+        for _ in range(self.retries + 1):
+            try:
+                return self._attempt(work)
+            except (CommitConflict, ShardUnavailable) as exc:
+                log.info("retrying transaction: %s", exc)
+                error = exc
+        assert error is not None
+        raise error
+
+    def _attempt(self, work: Sequence[ShardWork]) -> list[StageResult]:
+        txn = uuid.uuid4().hex
+        bases: dict[str, list[int]] = {}
+        for w in work:
+            if w.spec.table_id not in bases:
+                states = self.catalog.snapshot(w.spec.table_id)
+                if not states:
+                    raise TableNotFound(w.spec.table_id)
+                bases[w.spec.table_id] = [s.version for s in states]
+        refs = [
+            self.host(w.spec.table_id, w.spec.shard).stage.remote(
+                w.spec, txn, bases[w.spec.table_id][w.spec.shard], w.ops
+            )
+            for w in work
+        ]
+        results: list[StageResult | None] = []
+        failure: TesseraError | None = None
+        for ref in refs:
+            try:
+                results.append(resolve(ref))
+                if len(results) == 1:
+                    faults.point("after_stage_one")
+            except TesseraError as exc:
+                results.append(None)
+                # Report the client's mistake rather than a side effect of aborting it elsewhere.
+                if failure is None or (isinstance(exc, UserError) and not isinstance(failure, UserError)):
+                    failure = exc
+        if failure is not None:
+            self._finish(work, results, txn, commit=False)
+            raise failure
+        faults.point("after_stage_all")
+        staged = [r for r in results if r is not None]
+        changes = [
+            ShardChange(w.spec.table_id, w.spec.shard, r.base_version, r.version, r.row_count)
+            for w, r in zip(work, staged, strict=True)
+            if r.version != r.base_version
+        ]
+        if changes:
+            faults.point("before_commit")
+            try:
+                self.catalog.commit(changes)
+            except BaseException:
+                self._finish(work, results, txn, commit=False)
+                raise
+            faults.point("after_commit")
+        self._finish(work, results, txn, commit=True)
+        return staged
+
+    def _finish(self, work: Sequence[ShardWork], results: Sequence[StageResult | None], txn: str, commit: bool) -> None:
+        # Not awaited: the next writer of a shard waits for its slot, and readers of the new version are served
+        # from the staged copy until this arrives.
+        for w, r in zip(work, results, strict=True):
+            if r is not None:
+                self.host(w.spec.table_id, w.spec.shard).finish.remote(w.spec.table_id, w.spec.shard, txn, commit)
+
+    def read(self, specs: Sequence[ShardSpec], versions: Sequence[int], plan: ReadPlan) -> list[ReadResult]:
+        """Read the given shard versions in parallel; a host that died is restarted by Ray and asked again."""
+        for attempt in range(2):
+            refs = [
+                self.host(s.table_id, s.shard).read.remote(s, v, plan) for s, v in zip(specs, versions, strict=True)
+            ]
+            try:
+                return [resolve(r) for r in refs]
+            except ShardUnavailable:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")

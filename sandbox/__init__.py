@@ -1,0 +1,1 @@
+"""Runs untrusted UDF code in limited worker processes: later issues."""
