@@ -431,7 +431,7 @@ class Table:
         ]
 
     def _route(self, clauses: Any, schema: TableSchema, shards: int) -> list[int]:
-        """The shards a filter can match: one when it pins the key, else all."""
+        """The shards a filter can match: the key's shards when it pins the key, else all."""
         values = key_values(clauses, schema)
         if values is None or shards == 1:
             return list(range(shards))
@@ -440,7 +440,11 @@ class Table:
             [coerce_value(column, v, ("where", column.name)).as_py() for v in values],
             schema.arrow_schema().field(column.name).type,
         )
-        return sorted(set(shard_ids([keys], shards).tolist())) if len(keys) else []
+        if len(keys) == 0:
+            return []
+        if not schema.primary_key:  # engine row ids are placed by value: id mod shards (see Shard._insert)
+            return sorted(set((keys.to_numpy() % shards).tolist()))
+        return sorted(set(shard_ids([keys], shards).tolist()))
 
     def _assignments(self, schema: TableSchema, values: Any) -> tuple[tuple[str, pc.Expression], ...]:
         if not isinstance(values, dict) or not values:

@@ -8,6 +8,7 @@ died) is aborted, so a crashed client cannot wedge a shard.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -38,6 +39,9 @@ class ShardHost:
 
     def ping(self) -> bool:
         return True
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def _slot(self, key: Key) -> _Slot:
         with self._mutex:
