@@ -131,7 +131,9 @@ class Database:
         shards: int | None = None,
     ) -> Table:
         """Create a table. ``columns`` maps names to types (``"int"``) or ``{"type", "nullable"}``."""
-        schema = build_schema(name, columns, primary_key if not isinstance(primary_key, tuple) else list(primary_key))
+        schema = build_schema(
+            name, columns, primary_key if primary_key is None or isinstance(primary_key, str) else list(primary_key)
+        )
         count = self.default_shards if shards is None else shards
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SHARDS:
             raise InvalidRequest(f"shards must be an integer from 1 to {MAX_SHARDS}", field="shards")
@@ -481,6 +483,7 @@ class Table:
         out = []
         for i, item in enumerate(order_by):
             loc = f"order_by[{i}]"
+            name: Any
             if isinstance(item, str):
                 name, _, d = item.partition(":")
                 direction = _direction(d or "asc", loc)

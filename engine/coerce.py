@@ -110,6 +110,11 @@ _CONVERT: dict[str, _Convert] = {
 }
 
 
+def _at(field: str, column: str) -> Callable[[int], Loc]:
+    """Where row ``i``'s value of ``column`` sits in the request."""
+    return lambda i: (field, i, column)
+
+
 def _kind(v: Any) -> str:
     names = {bool: "bool", int: "int", float: "float", str: "string", list: "array", dict: "object"}
     return names.get(type(v), type(v).__name__)
@@ -221,7 +226,7 @@ def rows_to_table(
     arrays, names = [], []
     for column in schema.columns:
         values = [r.get(column.name) for r in rows]
-        arrays.append(column_array(column, values, lambda i, c=column.name: (field, i, c), errors))
+        arrays.append(column_array(column, values, _at(field, column.name), errors))
         names.append(column.name)
     if not schema.primary_key:
         ids = [r.get(ROW_ID) for r in rows] if allow_row_id else [None] * len(rows)
@@ -259,7 +264,7 @@ def conform_table(table: pa.Table, schema: TableSchema) -> pa.Table:
             continue
         data = table[column.name]
         if column.type == "json" or (column.type == "timestamp" and pa.types.is_string(data.type)):
-            arrays.append(column_array(column, data.to_pylist(), lambda i, c=column.name: ("rows", i, c), errors))
+            arrays.append(column_array(column, data.to_pylist(), _at("rows", column.name), errors))
             continue
         if data.type != target:
             try:

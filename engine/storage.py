@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 
 from engine.errors import StorageError
 
-_WRITE = {"max_rows_per_file": 4 * 1024 * 1024, "max_rows_per_group": 8192}
+ROWS_PER_FILE = 4 * 1024 * 1024
+ROWS_PER_GROUP = 8192
 
 
 class _Translate:
@@ -31,10 +32,9 @@ class _Translate:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is not None and isinstance(exc, (OSError, ValueError, RuntimeError, pa.ArrowException)):
             raise StorageError(f"{self.step} failed on {self.uri}: {exc}", step=self.step) from exc
-        return False
 
 
 def shard_uri(root: str, table_id: str, shard: int) -> str:
@@ -47,7 +47,9 @@ def table_dir(root: str, table_id: str) -> str:
 
 def create(uri: str, schema: pa.Schema) -> int:
     with _Translate(uri, "create"):
-        return lance.write_dataset(schema.empty_table(), uri, mode="create", **_WRITE).version
+        return lance.write_dataset(
+            schema.empty_table(), uri, mode="create", max_rows_per_file=ROWS_PER_FILE, max_rows_per_group=ROWS_PER_GROUP
+        ).version
 
 
 def open_version(uri: str, version: int) -> lance.LanceDataset:
@@ -75,7 +77,9 @@ def scan(
 
 def append(uri: str, table: pa.Table) -> int:
     with _Translate(uri, "append"):
-        return lance.write_dataset(table, uri, mode="append", **_WRITE).version
+        return lance.write_dataset(
+            table, uri, mode="append", max_rows_per_file=ROWS_PER_FILE, max_rows_per_group=ROWS_PER_GROUP
+        ).version
 
 
 def delete_keys(uri: str, keys: Sequence[str], rows: pa.Table) -> int:
@@ -111,9 +115,7 @@ def fragment_count(uri: str, version: int) -> int:
 def compact(uri: str) -> int:
     with _Translate(uri, "compact"):
         ds = lance.dataset(uri)
-        ds.optimize.compact_files(
-            target_rows_per_fragment=_WRITE["max_rows_per_file"], materialize_deletions_threshold=0.1
-        )
+        ds.optimize.compact_files(target_rows_per_fragment=ROWS_PER_FILE, materialize_deletions_threshold=0.1)
         return lance.dataset(uri).version
 
 

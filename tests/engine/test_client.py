@@ -287,7 +287,7 @@ class TestMaintenance:
             t = other.create_table("t", COLUMNS, primary_key="id", shards=2)
             for i in range(12):
                 t.insert([{"id": i * 10 + j} for j in range(10)])
-            record, states, specs = other._resolve("t")
+            _record, states, specs = other._resolve("t")
             before = [storage.fragment_count(s.uri, st.version) for s, st in zip(specs, states, strict=True)]
             assert other.maintain() == 2
             _, states, _ = other._resolve("t")
