@@ -32,6 +32,9 @@ class _Slot:
 
 class ShardHost:
     def __init__(self, lease_seconds: float = 60.0) -> None:
+        # Ray sets OMP_NUM_THREADS=1 in actors that reserve no CPU, which shrinks Arrow's pool to one thread;
+        # shard work is vectorised Arrow, so give it the machine's cores back.
+        pa.set_cpu_count(os.cpu_count() or 1)
         self.lease = lease_seconds
         self._shards: dict[Key, Shard] = {}
         self._slots: dict[Key, _Slot] = {}
