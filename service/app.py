@@ -1,0 +1,83 @@
+"""The Starlette application: routes, middleware and error handlers around one ``Database``.
+
+>>> import engine
+>>> from service import create_app
+>>> db = engine.connect(data_dir="/tmp/tessera-demo")      # doctest: +SKIP
+>>> app = create_app(db, db.settings)                       # doctest: +SKIP
+
+Status codes where the contract is silent: ``POST /tables``, ``POST /tables/{t}/rows`` and
+``POST /tables/{t}/rows/batch`` answer 201 Created; every other success is 200. An empty or non-JSON body where
+one is needed is 400 ``malformed_json``; an unknown query parameter is 400 ``invalid_parameter``.
+
+Middleware, outermost first: request id and last-resort error handling, authentication, body-size limit. Engine
+calls block, so the endpoints run them in Starlette's thread pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from engine import Database, Settings
+from service import health, rows, tables
+from service.auth import AuthMiddleware, authenticator_for
+from service.errors import exception_handlers
+from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+
+API_PREFIX = "/api/v1"
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def resource(path: str, **handlers: Endpoint) -> Route:
+    """One route per path, dispatching on the method, so a 405 lists every allowed method in ``Allow``."""
+    by_method = {method.upper(): handler for method, handler in handlers.items()}
+
+    async def endpoint(request: Request) -> Response:
+        return await by_method["GET" if request.method == "HEAD" else request.method](request)
+
+    return Route(path, endpoint, methods=list(by_method))
+
+
+def _health_routes() -> list[BaseRoute]:
+    return [resource("/health", get=health.health), resource("/ready", get=health.ready)]
+
+
+def api_routes() -> list[BaseRoute]:
+    """The routes under ``/api/v1``; fixed paths come before ``/rows/{row_id}``."""
+    t = "/tables/{table}"
+    return [
+        *_health_routes(),
+        resource("/tables", get=tables.list_tables, post=tables.create_table),
+        resource(t, get=tables.get_table, delete=tables.drop_table),
+        resource(f"{t}/query", post=rows.query_rows),
+        resource(f"{t}/rows/count", get=rows.count_rows),
+        resource(f"{t}/rows/batch", post=rows.insert_batch),
+        resource(
+            f"{t}/rows", get=rows.list_rows, post=rows.insert_row, patch=rows.update_rows, delete=rows.delete_rows
+        ),
+        resource(t + "/rows/{row_id}", get=rows.get_row, put=rows.update_row, delete=rows.delete_row),
+    ]
+
+
+def create_app(db: Database, settings: Settings) -> Starlette:
+    """The REST service over ``db``; ``settings`` decides auth mode and request limits."""
+    middleware = [Middleware(RequestContextMiddleware)]
+    authenticator = authenticator_for(settings)
+    if authenticator is not None:
+        middleware.append(Middleware(AuthMiddleware, authenticator=authenticator))
+    middleware.append(Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes))
+    app = Starlette(
+        routes=[*_health_routes(), Mount(API_PREFIX, routes=api_routes())],
+        middleware=middleware,
+        exception_handlers=exception_handlers(),
+    )
+    app.state.db = db
+    app.state.settings = settings
+    return app

@@ -1,0 +1,118 @@
+"""The ``tessera`` command: ``tessera serve`` starts the engine and the REST service on one machine.
+
+Every flag can also come from a ``TESSERA_*`` environment variable (``TESSERA_PORT=9000``); flags win.
+
+    tessera serve                                  # http://127.0.0.1:8000, data in ./tessera-data, local Ray
+    tessera serve --host 0.0.0.0 --auth required   # with TESSERA_ADMIN_KEY set
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import uvicorn
+
+from engine import Settings
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tessera", description="Tessera: a data engine with a REST front end.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the REST service (and a local Ray unless --ray-address)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1; TESSERA_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000; TESSERA_PORT)")
+    serve.add_argument("--data-dir", help="where tables are stored (default ./tessera-data; TESSERA_DATA_DIR)")
+    serve.add_argument("--ray-address", help='Ray cluster to join, e.g. "auto" (default: start a local Ray)')
+    serve.add_argument("--shards", type=int, help="default shards per table (default: one per CPU)")
+    serve.add_argument("--auth", choices=["open", "required"], help="open (default, loopback only) or required")
+    serve.add_argument("--num-cpus", type=int, help="CPUs of a locally started Ray (default: all)")
+    return parser
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -> Settings:
+    """Settings from ``TESSERA_*`` variables with the given flags on top; ``ValueError`` if they do not make sense."""
+    flags: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "data_dir": args.data_dir,
+        "ray_address": args.ray_address,
+        "shards": args.shards,
+        "auth": args.auth,
+        "num_cpus": args.num_cpus,
+    }
+    settings = Settings.from_env(env, **flags)
+    if settings.auth == "open" and not is_loopback(settings.host):
+        raise ValueError(
+            f"refusing to serve without authentication on {settings.host}: open mode is for loopback addresses "
+            "only; use --auth required (with TESSERA_ADMIN_KEY) or --host 127.0.0.1"
+        )
+    if settings.auth == "required" and not settings.admin_key:
+        raise ValueError("--auth required needs an administrator key: set TESSERA_ADMIN_KEY")
+    return settings
+
+
+class _Server(uvicorn.Server):
+    """Says where it listens once the socket is bound (with ``--port 0``, the port the system chose)."""
+
+    def __init__(self, config: uvicorn.Config, data_dir: str) -> None:
+        super().__init__(config)
+        self.data_dir = data_dir
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.servers and self.servers[0].sockets:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            print(f"Tessera listening on http://{shown}:{port} (data: {self.data_dir})", flush=True)
+
+
+def serve(settings: Settings) -> None:
+    import engine
+    from service.app import create_app
+
+    db = engine.connect(settings=settings)
+    try:
+        config = uvicorn.Config(
+            create_app(db, settings),
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=False,
+            ws="none",
+            lifespan="off",
+        )
+        _Server(config, db.root).run()
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C, then raises it again
+        pass
+    finally:
+        db.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ValueError as exc:
+        print(f"tessera: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    serve(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

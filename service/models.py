@@ -1,0 +1,186 @@
+"""Request bodies (pydantic models) and response shapes (TypedDicts) of the Tables and Rows endpoints.
+
+Envelopes are strict (no ``"5"`` for ``5``) and forbid unknown fields, so a typo is a 422 that names the field.
+Row values, column types, ``where`` clauses and ``order_by`` columns are checked by the engine against the
+table's schema, which names each offending field; the models only check the shape of the envelope.
+
+Responses are TypedDicts rather than models: query results carry pre-encoded JSON cells (``orjson.Fragment``)
+that are written out as they are, and re-validating thousands of rows on the way out would only cost time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypedDict
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 100
+MAX_OFFSET = 2**63 - 1 - MAX_LIMIT  # the engine reads offset + limit rows, a 64-bit count in Arrow
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+# -- shapes shared by several bodies -----------------------------------------------------------------------------
+def _column_spec(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"type": value}
+    if not isinstance(value, dict):
+        raise ValueError('a column is a type name ("int") or {"type": "int", "nullable": false}')
+    return value
+
+
+def _order_item(value: Any) -> Any:
+    if isinstance(value, str):  # "col" or "col:desc", as in the query string
+        column, _, direction = value.partition(":")
+        return {"column": column, "direction": direction or "asc"}
+    if not isinstance(value, dict):
+        raise ValueError('an order_by item is "column[:asc|desc]" or {"column": ..., "direction": "asc"|"desc"}')
+    return value
+
+
+def _key_columns(value: Any) -> Any:
+    if isinstance(value, str):
+        return [value]
+    if value is not None and not isinstance(value, list):
+        raise ValueError('primary_key is a column name ("id") or a list of column names (["a", "b"])')
+    return value
+
+
+def _where(value: Any) -> Any:
+    if value is not None and not isinstance(value, (dict, list)):
+        raise ValueError("where is an object {column: value} or a list of {column, operator, value} clauses")
+    return value
+
+
+class ColumnSpec(_Body):
+    type: str  # checked by the engine, which lists the known types
+    nullable: bool = True
+
+
+class SchemaSpec(_Body):
+    columns: dict[str, Annotated[ColumnSpec, BeforeValidator(_column_spec)]]
+
+
+class OrderBy(_Body):
+    column: str
+    direction: str = "asc"  # "asc" | "desc" (either case); checked by the engine
+
+
+Where = Annotated[dict[str, Any] | list[Any] | None, BeforeValidator(_where)]
+
+
+# -- request bodies ----------------------------------------------------------------------------------------------
+class CreateTable(_Body):
+    name: str
+    table_schema: SchemaSpec = Field(alias="schema")
+    primary_key: Annotated[list[str] | None, BeforeValidator(_key_columns)] = None
+    shards: int | None = None
+
+    def columns(self) -> dict[str, Any]:
+        return {name: spec.model_dump() for name, spec in self.table_schema.columns.items()}
+
+
+class InsertRow(_Body):
+    data: dict[str, Any]
+
+
+class InsertBatch(_Body):
+    # Each row is checked by the engine (an object of known columns, values of the column types), which reports
+    # ``rows.<i>`` locations; validating 10,000 dicts here as well would cost a tenth of the request's time.
+    rows: list[Any]
+    batch_size: int | None = Field(default=None, ge=1, le=MAX_LIMIT)  # accepted; the insert is one transaction
+
+
+class Query(_Body):
+    select: list[str] | None = None
+    where: Where = None
+    order_by: list[Annotated[OrderBy, BeforeValidator(_order_item)]] | None = None
+    limit: int = Field(default=DEFAULT_LIMIT, ge=0, le=MAX_LIMIT)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+
+    def order(self) -> list[dict[str, Any]] | None:
+        return None if self.order_by is None else [o.model_dump() for o in self.order_by]
+
+
+class UpdateRows(_Body):
+    where: Where
+    set: dict[str, Any]
+
+
+class UpdateRow(_Body):
+    row_id: Any = None
+    data: dict[str, Any]
+
+
+class DeleteRows(_Body):
+    where: Where = None
+
+
+# -- response shapes ---------------------------------------------------------------------------------------------
+class ColumnInfo(TypedDict):
+    name: str
+    type: str
+    is_computed: bool
+    nullable: bool
+
+
+class TableInfo(TypedDict):
+    name: str
+    column_count: int
+    row_count: int
+    columns: list[ColumnInfo]
+    created_at: str
+    primary_key: list[str] | None
+    shards: int
+    version: int
+
+
+class Message(TypedDict):
+    message: str
+
+
+class TableCreated(TypedDict):
+    message: str
+    table: TableInfo
+
+
+class RowData(TypedDict):
+    message: str
+    data: dict[str, Any]
+
+
+class RowOnly(TypedDict):
+    data: dict[str, Any]
+
+
+class RowCount(TypedDict):
+    message: str
+    row_count: int
+
+
+class RowsUpdated(TypedDict):
+    message: str
+    updated_fields: list[str]
+    row_count: int
+
+
+class QueryResponse(TypedDict):
+    rows: list[dict[str, Any]]
+    total_count: int
+    has_more: bool
+    next_offset: int | None
+
+
+class TableRowCount(TypedDict):
+    table_name: str
+    row_count: int
+
+
+class Health(TypedDict):
+    status: str
+    version: str
+    tables: int
+    ray: str

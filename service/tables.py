@@ -1,0 +1,46 @@
+"""Table endpoints: list, create, describe, drop.
+
+``POST /tables`` answers 201 Created; the others 200.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from engine import Database
+from service.context import database, table_of
+from service.json import JSONResponse, parse_body
+from service.models import CreateTable, Message, TableCreated, TableInfo
+
+
+def _create(db: Database, body: CreateTable) -> TableCreated:
+    table = db.create_table(body.name, body.columns(), primary_key=body.primary_key, shards=body.shards)
+    return {"message": f"Table '{body.name}' created successfully", "table": cast(TableInfo, table.info())}
+
+
+def _drop(db: Database, name: str) -> Message:
+    db.table(name)  # an invalid name is a 400, like everywhere else, before the catalog says 404
+    db.drop_table(name)
+    return {"message": f"Table '{name}' dropped successfully"}
+
+
+async def list_tables(request: Request) -> Response:
+    return JSONResponse(await run_in_threadpool(database(request).list_tables))
+
+
+async def create_table(request: Request) -> Response:
+    body = await parse_body(request, CreateTable)
+    return JSONResponse(await run_in_threadpool(_create, database(request), body), status_code=201)
+
+
+async def get_table(request: Request) -> Response:
+    info = await run_in_threadpool(lambda: table_of(request).info())
+    return JSONResponse(info)
+
+
+async def drop_table(request: Request) -> Response:
+    return JSONResponse(await run_in_threadpool(_drop, database(request), request.path_params["table"]))

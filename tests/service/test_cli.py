@@ -1,0 +1,121 @@
+"""``tessera serve``: settings from flags and ``TESSERA_*``, the refusals, and a real start in a subprocess."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import ray
+
+from engine import Database
+from service.cli import _parser, is_loopback, main, settings_from
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def args(*argv: str) -> argparse.Namespace:
+    return _parser().parse_args(["serve", *argv])
+
+
+def test_defaults() -> None:
+    s = settings_from(args(), env={})
+    assert (s.host, s.port, s.data_dir, s.ray_address, s.auth) == ("127.0.0.1", 8000, "./tessera-data", None, "open")
+
+
+def test_environment_then_flags() -> None:
+    env = {"TESSERA_PORT": "9001", "TESSERA_DATA_DIR": "/tmp/from-env", "TESSERA_SHARDS": "3", "TESSERA_NUM_CPUS": "2"}
+    s = settings_from(args(), env=env)
+    assert (s.port, s.data_dir, s.shards, s.num_cpus) == (9001, "/tmp/from-env", 3, 2)
+    s = settings_from(args("--port", "9002", "--data-dir", "/tmp/flag", "--ray-address", "auto"), env=env)
+    assert (s.port, s.data_dir, s.shards, s.ray_address) == (9002, "/tmp/flag", 3, "auto")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.5"])
+def test_open_mode_on_loopback_is_allowed(host: str) -> None:
+    assert is_loopback(host)
+    assert settings_from(args("--host", host), env={}).host == host
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com"])
+def test_open_mode_elsewhere_is_refused(host: str) -> None:
+    with pytest.raises(ValueError, match="refusing to serve without authentication"):
+        settings_from(args("--host", host), env={})
+    with pytest.raises(ValueError, match="refusing"):
+        settings_from(args(), env={"TESSERA_HOST": host})
+
+
+def test_required_mode_needs_a_key() -> None:
+    with pytest.raises(ValueError, match="TESSERA_ADMIN_KEY"):
+        settings_from(args("--host", "0.0.0.0", "--auth", "required"), env={})
+    s = settings_from(args("--host", "0.0.0.0", "--auth", "required"), env={"TESSERA_ADMIN_KEY": "k"})
+    assert (s.auth, s.admin_key) == ("required", "k")
+
+
+def test_bad_environment_value() -> None:
+    with pytest.raises(ValueError, match="TESSERA_PORT"):
+        settings_from(args(), env={"TESSERA_PORT": "eighty"})
+
+
+def test_main_exits_2_on_refusal(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TESSERA_AUTH", raising=False)
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to serve without authentication on 0.0.0.0" in err
+
+
+def test_bad_flag_exits_2() -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--auth", "sometimes"])
+    assert exc.value.code == 2
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TESSERA_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def test_python_m_service_refuses_open_mode_on_all_interfaces() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "serve", "--host", "0.0.0.0", "--port", "0"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "refusing to serve without authentication" in result.stderr
+
+
+def test_serve_starts_and_stops(tmp_path: Path, db: Database) -> None:
+    """The whole command in a subprocess, joining this session's Ray cluster rather than starting another."""
+    data = tmp_path / "data"
+    command = [sys.executable, "-m", "service", "serve", "--port", "0", "--data-dir", str(data)]
+    command += ["--ray-address", ray.get_runtime_context().gcs_address]
+    proc = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the process prints it once the socket is bound
+        assert line.startswith("Tessera listening on http://127.0.0.1:"), (line, proc.poll())
+        assert line.rstrip().endswith(f"(data: {data})")
+        url = line.split()[3]
+        assert httpx.get(f"{url}/health", timeout=30).json()["status"] == "healthy"
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{url}/api/v1/ready", timeout=30).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        r = httpx.post(f"{url}/api/v1/tables", json={"name": "cli", "schema": {"columns": {"x": "int"}}})
+        assert r.status_code == 201
+        assert (data / "catalog.db").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0, proc.stderr.read() if proc.stderr else ""
