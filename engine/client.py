@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_SHARDS = 256
+MAX_ROWS = 2**62  # bound on offset + limit handed to Arrow
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,13 @@ class Table:
         schema = self.schema
         key = schema.key
         changes = {k: v for k, v in data.items() if not (k in key and self._same_key(schema, k, v, row_id))}
+        if not changes:  # only the key, unchanged: nothing to write
+            return self.get(row_id)
+        for k in changes:
+            if k in key:
+                raise InvalidRequest(
+                    f"data.{k}: the primary key cannot be changed; delete and insert instead", field=f"data.{k}"
+                )
         if self.update(self._id_where(row_id), changes) == 0:
             raise RowNotFound(self.name, row_id)
         return self.get(row_id)
@@ -348,13 +356,14 @@ class Table:
         expr = compile_where(clauses, schema)
         targets = self._route(clauses, schema, record.shards)
         needed = None if columns is None else tuple(dict.fromkeys([*columns, *(c for c, _ in order)]))
-        plan = ReadPlan(needed, expr, order, None if limit is None else offset + limit)
+        plan = ReadPlan(needed, expr, order, None if limit is None else min(offset + limit, MAX_ROWS))
         results = self.db.coordinator.read([specs[i] for i in targets], [states[i].version for i in targets], plan)
         tables = [r.table for r in results if r.table is not None]
         merged = pa.concat_tables(tables) if tables else schema.arrow_schema().empty_table()
         if order and len(tables) > 1:
             merged = merged.take(pc.sort_indices(merged, sort_keys(order)))
-        merged = merged.slice(offset, limit) if limit is not None else merged.slice(offset)
+        start = min(offset, merged.num_rows)  # Arrow offsets are 64-bit; a huge offset is just past the end
+        merged = merged.slice(start, limit) if limit is not None else merged.slice(start)
         if columns is not None:
             merged = merged.select(list(columns))
         return QueryResult(merged, sum(r.matched for r in results), offset)

@@ -81,7 +81,10 @@ def _timestamp(v: Any) -> dt.datetime:
         v = dt.datetime(v.year, v.month, v.day)
     if not isinstance(v, dt.datetime):
         raise _Bad(f"expected timestamp, got {_kind(v)}")
-    return v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v.astimezone(dt.UTC)
+    try:
+        return v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v.astimezone(dt.UTC)
+    except OverflowError:
+        raise _Bad(f"timestamp {v.isoformat()} is outside years 1-9999 in UTC") from None
 
 
 def _date(v: Any) -> dt.date:
@@ -113,6 +116,25 @@ _CONVERT: dict[str, _Convert] = {
 def _at(field: str, column: str) -> Callable[[int], Loc]:
     """Where row ``i``'s value of ``column`` sits in the request."""
     return lambda i: (field, i, column)
+
+
+# Python's datetime covers years 1..9999: Arrow values outside it could be stored but never read back.
+_RANGE = {
+    "timestamp": (
+        pa.scalar(dt.datetime(1, 1, 1, tzinfo=dt.UTC), TIMESTAMP),
+        pa.scalar(dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC), TIMESTAMP),
+    ),
+    "date": (pa.scalar(dt.date(1, 1, 1)), pa.scalar(dt.date(9999, 12, 31))),
+}
+
+
+def _out_of_range(array: pa.Array | pa.ChunkedArray, column_type: str) -> pa.Array | None:
+    """A mask of the values outside the representable range, or None when all are inside."""
+    bounds = _RANGE.get(column_type)
+    if bounds is None or len(array) == array.null_count:
+        return None
+    bad = pc.fill_null(pc.or_(pc.less(array, bounds[0]), pc.greater(array, bounds[1])), False)
+    return bad if pc.any(bad).as_py() else None
 
 
 def _kind(v: Any) -> str:
@@ -160,7 +182,8 @@ def _fast_array(column: Column, values: Sequence[Any]) -> pa.Array | None:
     target = arrow_type(column.type)
     try:
         if column.type in ("timestamp", "date"):
-            return pc.cast(pa.array(values, pa.string()), target)
+            array = pc.cast(pa.array(values, pa.string()), target)
+            return None if _out_of_range(array, column.type) is not None else array
         array = pa.array(values, target)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return None
@@ -275,6 +298,12 @@ def conform_table(table: pa.Table, schema: TableSchema) -> pa.Table:
                 )
                 arrays.append(pa.nulls(table.num_rows, target))
                 continue
+        bad_range = _out_of_range(data, column.type)
+        if bad_range is not None:
+            row = pc.index(bad_range, True).as_py()
+            errors.append(
+                FieldError(("rows", row, column.name), f"{column.type} is outside years 1-9999", "type_error")
+            )
         if column.type == "float" and data.null_count < len(data):
             bad = pc.invert(pc.is_finite(data))
             if pc.any(bad).as_py():

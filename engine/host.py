@@ -1,8 +1,9 @@
 """The shard host: a Ray actor serving many shards. A thin shell around ``engine.shard``.
 
 It owns two things only: the shards it has loaded, and one writer slot per shard. A writer holds the slot
-from ``stage`` until ``finish``; others wait. A writer that does not finish within the lease (its coordinator
-died) is aborted, so a crashed client cannot wedge a shard.
+from ``acquire`` (or ``stage``) until ``finish``; others wait. Coordinators take the slots of a multi-shard write
+in one global order, so writers never wait for each other in a cycle. A writer that does not finish within the
+lease (its coordinator died) is aborted, so a crashed client cannot wedge a shard.
 """
 
 from __future__ import annotations
@@ -60,21 +61,29 @@ class ShardHost:
                 self._shards[key] = shard
             return shard
 
-    def stage(self, spec: ShardSpec, txn: str, base: int, ops: Sequence[ShardOp]) -> StageResult:
-        key = (spec.table_id, spec.shard)
+    def acquire(self, table_id: str, shard: int, txn: str) -> None:
+        """Wait for the shard's writer slot and take it for ``txn`` (held until ``finish``)."""
+        key = (table_id, shard)
         slot = self._slot(key)
         with slot.cond:
+            if slot.owner == txn:
+                return
             deadline = time.monotonic() + self.lease
             while slot.owner is not None:
                 if time.monotonic() - slot.since > self.lease:
                     self._abort_locked(key, slot.owner)  # its coordinator is gone
                     break
-                if (
-                    not slot.cond.wait(timeout=max(0.01, min(1.0, deadline - time.monotonic())))
-                    and time.monotonic() > deadline
-                ):
-                    raise ShardUnavailable(f"shard {spec.shard} of table {spec.table_id} stayed busy for {self.lease}s")
+                if time.monotonic() > deadline:
+                    raise ShardUnavailable(
+                        f"shard {shard} of table {table_id} stayed busy for {self.lease}s", retry_after=1
+                    )
+                slot.cond.wait(timeout=1.0)
             slot.owner, slot.since = txn, time.monotonic()
+
+    def stage(self, spec: ShardSpec, txn: str, base: int, ops: Sequence[ShardOp]) -> StageResult:
+        """Apply ``ops`` on top of committed version ``base`` (taking the slot unless ``acquire`` did)."""
+        key = (spec.table_id, spec.shard)
+        self.acquire(spec.table_id, spec.shard, txn)
         try:
             shard = self._shard(spec, base)
             return shard.stage(txn, base if base > shard.version else None, ops)

@@ -1,6 +1,7 @@
 """The write coordinator: every write, on one shard or many tables, is one transaction.
 
-1. stage the operations on every shard involved, in parallel (each shard's host serialises its writers);
+1. take the writer slot of every shard involved, in one global order (so concurrent writers never wait for
+   each other in a cycle), then stage the operations on all of them in parallel;
 2. publish all new shard versions with one catalog compare-and-swap;
 3. tell the shards the outcome. Any failure before 2 aborts every staged shard: nothing is visible.
 
@@ -10,12 +11,15 @@ nothing was applied, so a retry is safe.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import random
+import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
@@ -26,6 +30,7 @@ from engine.errors import CommitConflict, EngineError, ShardUnavailable, TableNo
 from engine.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 try:  # absent in some Ray versions
     from ray.exceptions import ActorUnavailableError
@@ -52,11 +57,26 @@ def resolve(ref: Any) -> Any:
         raise ShardUnavailable("a shard host was unavailable; it is being restarted", retry_after=1) from exc
 
 
+def gather(refs: Sequence[Any]) -> tuple[list[Any], TesseraError | None]:
+    """Resolve every reference (so no failed result is left unread), returning the results and the first error."""
+    results, error = [], None
+    for ref in refs:
+        try:
+            results.append(resolve(ref))
+        except TesseraError as exc:
+            results.append(None)
+            error = error or exc
+    return results, error
+
+
 class Coordinator:
-    def __init__(self, catalog: SqliteCatalog, hosts: Sequence[Any], retries: int = 4) -> None:
+    def __init__(
+        self, catalog: SqliteCatalog, hosts: Sequence[Any], retries: int = 4, retry_seconds: float = 60.0
+    ) -> None:
         self.catalog = catalog
         self.hosts = list(hosts)
         self.retries = retries
+        self.retry_seconds = retry_seconds
 
     def host(self, table_id: str, shard: int) -> Any:
         """A table's shards go round-robin over the hosts from a per-table offset: spread evenly, stable."""
@@ -64,15 +84,23 @@ class Coordinator:
 
     def run(self, work: Sequence[ShardWork]) -> list[StageResult]:
         """Apply all work atomically; returns one StageResult per ShardWork, in order."""
-        error: EngineError | None = None
-        for _ in range(self.retries + 1):
+        return self._retrying(lambda: self._attempt(work))
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Retry what failed before anything was applied: a commit conflict, or a host that Ray is restarting.
+
+        Waits with capped exponential backoff, for up to ``retry_seconds``.
+        """
+        deadline = time.monotonic() + self.retry_seconds
+        for n in itertools.count():
             try:
-                return self._attempt(work)
+                return attempt()
             except (CommitConflict, ShardUnavailable) as exc:
-                log.info("retrying transaction: %s", exc)
-                error = exc
-        assert error is not None
-        raise error
+                if time.monotonic() > deadline:
+                    raise
+                log.info("retrying after: %s", exc)
+            time.sleep(random.uniform(0.5, 1.0) * min(1.0, 0.005 * 2**n))
+        raise AssertionError("unreachable")
 
     def _attempt(self, work: Sequence[ShardWork]) -> list[StageResult]:
         txn = uuid.uuid4().hex
@@ -83,6 +111,7 @@ class Coordinator:
                 if not states:
                     raise TableNotFound(w.spec.table_id)
                 bases[w.spec.table_id] = [s.version for s in states]
+        self._acquire(work, txn)
         refs = [
             self.host(w.spec.table_id, w.spec.shard).stage.remote(
                 w.spec, txn, bases[w.spec.table_id][w.spec.shard], w.ops
@@ -122,6 +151,20 @@ class Coordinator:
         self._finish(work, results, txn, commit=True)
         return staged
 
+    def _acquire(self, work: Sequence[ShardWork], txn: str) -> None:
+        """Take the slots of all but the last shard in (table, shard) order; the last one's stage takes its own."""
+        ordered = sorted(work, key=lambda w: (w.spec.table_id, w.spec.shard))
+        assert len({(w.spec.table_id, w.spec.shard) for w in ordered}) == len(ordered), "one ShardWork per shard"
+        taken: list[ShardWork] = []
+        try:
+            for w in ordered[:-1]:
+                resolve(self.host(w.spec.table_id, w.spec.shard).acquire.remote(w.spec.table_id, w.spec.shard, txn))
+                taken.append(w)
+        except BaseException:
+            for w in taken:
+                self.host(w.spec.table_id, w.spec.shard).finish.remote(w.spec.table_id, w.spec.shard, txn, False)
+            raise
+
     def _finish(self, work: Sequence[ShardWork], results: Sequence[StageResult | None], txn: str, commit: bool) -> None:
         # Not awaited: the next writer of a shard waits for its slot, and readers of the new version are served
         # from the staged copy until this arrives.
@@ -131,13 +174,14 @@ class Coordinator:
 
     def read(self, specs: Sequence[ShardSpec], versions: Sequence[int], plan: ReadPlan) -> list[ReadResult]:
         """Read the given shard versions in parallel; a host that died is restarted by Ray and asked again."""
-        for attempt in range(2):
+
+        def attempt() -> list[ReadResult]:
             refs = [
                 self.host(s.table_id, s.shard).read.remote(s, v, plan) for s, v in zip(specs, versions, strict=True)
             ]
-            try:
-                return [resolve(r) for r in refs]
-            except ShardUnavailable:
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+            results, error = gather(refs)
+            if error is not None:
+                raise error
+            return results
+
+        return self._retrying(attempt)

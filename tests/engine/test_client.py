@@ -117,6 +117,11 @@ class TestRows:
         last = t.query(limit=30, offset=190)
         assert last.rows["id"].to_pylist() == list(range(190, 200)) and not last.has_more and last.next_offset is None
 
+    def test_huge_offset_is_an_empty_page(self, db: engine.Database, name: str) -> None:
+        t = people(db, name, 5)
+        page = t.query(offset=2**63 - 1, limit=10)
+        assert page.rows.num_rows == 0 and page.total_count == 5 and not page.has_more
+
     def test_select_where_count(self, db: engine.Database, name: str) -> None:
         t = people(db, name, 50)
         res = t.query(select=["name"], where=[{"column": "score", "operator": ">=", "value": 5}])
@@ -136,6 +141,7 @@ class TestRows:
     def test_row_by_id(self, db: engine.Database, name: str) -> None:
         t = people(db, name, 3)
         assert t.update_row(2, {"id": 2, "name": "two"})["name"] == "two"
+        assert t.update_row(2, {"id": 2}) == t.get(2)  # only the unchanged key: nothing to write
         t.delete_row(2)
         with pytest.raises(RowNotFound):
             t.get(2)
@@ -238,6 +244,38 @@ class TestAtomicity:
             reader.join()
         assert seen and all(n % 100 == 0 for n in seen), sorted(set(seen))
         assert t.count() == 2500
+
+
+class TestConcurrency:
+    def test_concurrent_multi_shard_writers_do_not_deadlock(self, tmp_path: Path) -> None:
+        """Writers that each need every shard would wait for each other in a cycle without ordered slots.
+
+        The lease is far longer than the test's timeout, so only deadlock avoidance can make this pass.
+        """
+        other = engine.connect(data_dir=str(tmp_path), lease_seconds=3600, maintenance_seconds=0)
+        try:
+            t = other.create_table("t", COLUMNS, primary_key="id", shards=4)
+            errors: list[BaseException] = []
+
+            def write(k: int) -> None:
+                try:
+                    for j in range(8):
+                        t.insert([{"id": k * 10_000 + j * 100 + i} for i in range(100)])
+                        t.update([{"column": "id", "operator": ">=", "value": k * 10_000}], {"score": float(j)})
+                except BaseException as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=write, args=(k,)) for k in range(6)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(timeout=240)
+            assert not any(th.is_alive() for th in threads), "writers deadlocked"
+            assert not errors, errors
+            assert t.count() == 6 * 8 * 100
+            assert t.count({"score": 7.0}) == 6 * 8 * 100
+        finally:
+            other.close()
 
 
 class TestFaults:

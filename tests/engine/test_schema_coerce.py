@@ -125,6 +125,16 @@ class TestRowsToTable:
             rows_to_table([{"id": 1, "must": "m"}, {"id": 2, "must": "m", column: value}], SCHEMA)
         assert ("rows", 1, column) in _loc(exc.value)
 
+    @pytest.mark.parametrize(
+        ("column", "value"),
+        [("at", "0001-01-01T00:00:00+14:00"), ("at", "9999-12-31T23:59:59-14:00"), ("day", "0000-01-01")],
+    )
+    def test_values_outside_years_1_to_9999_are_refused(self, column: str, value: str) -> None:
+        # Arrow could store them, but they could never be read back as Python values.
+        with pytest.raises(SchemaMismatch) as exc:
+            rows_to_table([{"id": 1, "must": "m", column: value}], SCHEMA)
+        assert exc.value.errors[0].loc == ("rows", 0, column)
+
     def test_integral_float_is_accepted_for_int(self) -> None:
         assert rows_to_table([{"id": 3.0, "must": "m"}], SCHEMA)["id"].to_pylist() == [3]
 
@@ -171,6 +181,10 @@ class TestConformTable:
     def test_null_key_is_refused(self) -> None:
         with pytest.raises(SchemaMismatch):
             conform_table(pa.table({"id": pa.array([None, 1], pa.int64()), "must": ["a", "b"]}), SCHEMA)
+
+    def test_out_of_range_date_is_refused(self) -> None:
+        with pytest.raises(SchemaMismatch):
+            conform_table(pa.table({"id": [1], "must": ["a"], "day": pa.array([-800_000], pa.date32())}), SCHEMA)
 
     def test_nan_is_refused(self) -> None:
         with pytest.raises(SchemaMismatch):

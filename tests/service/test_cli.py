@@ -103,8 +103,12 @@ def test_serve_starts_and_stops(tmp_path: Path, db: Database) -> None:
     proc = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()  # the process prints it once the socket is bound
-        assert line.startswith("Tessera listening on http://127.0.0.1:"), (line, proc.poll())
+        seen = []
+        for line in proc.stdout:  # printed once the socket is bound; Ray may log a line or two before it
+            seen.append(line)
+            if line.startswith("Tessera listening on") or len(seen) > 50:
+                break
+        assert line.startswith("Tessera listening on http://127.0.0.1:"), (seen, proc.poll())
         assert line.rstrip().endswith(f"(data: {data})")
         url = line.split()[3]
         assert httpx.get(f"{url}/health", timeout=30).json()["status"] == "healthy"
