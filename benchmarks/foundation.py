@@ -16,6 +16,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -29,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shards", type=int, default=2)
     p.add_argument("--batch", type=int, default=10_000, help="rows per REST batch request")
     p.add_argument("--lookups", type=int, default=500)
+    p.add_argument("--clients", type=int, default=4, help="concurrent clients for the REST batch figure")
     p.add_argument("--repeat", type=int, default=3)
 
 
@@ -115,17 +117,28 @@ def rest_figures(args: argparse.Namespace, work: Path) -> list[Figure]:
                 content=orjson.dumps({"rows": make_table(10, start=-10).to_pylist()}),
                 headers=headers,
             )
+            half = len(bodies) // 2
             start = time.perf_counter()
-            for body in bodies:
-                r = http.post("/tables/items/rows/batch", content=body, headers=headers)
-                r.raise_for_status()
-            rest_s = time.perf_counter() - start
+            for body in bodies[:half]:
+                http.post("/tables/items/rows/batch", content=body, headers=headers).raise_for_status()
+            one_client = half * args.batch / (time.perf_counter() - start)
+            start = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:  # a loader keeps a few requests in flight
+                posted = pool.map(
+                    lambda b: http.post("/tables/items/rows/batch", content=b, headers=headers), bodies[half:]
+                )
+                for r in posted:
+                    r.raise_for_status()
+            many = (len(bodies) - half) * args.batch / (time.perf_counter() - start)
             assert http.get("/tables/items/rows/count").json()["row_count"] == args.rows + 10
-            batch = Figure(
-                f"REST batch insert ({args.batch:,} rows/request)", args.rows / rest_s, "rows/s", None, "", ">= 200,000"
-            )
+            name = f"REST batch insert, {args.clients} clients ({args.batch:,} rows/req)"
+            batch = Figure(name, many, "rows/s", one_client, "1 client", ">= 200,000")
             batch.ok = batch.value >= 200_000
-            batch.extra = {"request_bodies_encoded_before_timing": True, "requests": len(bodies)}
+            batch.extra = {
+                "request_bodies_encoded_before_timing": True,
+                "requests": len(bodies),
+                "one_client_rows_per_s": one_client,
+            }
 
             print(f"[4/4] REST point lookups by primary key ({args.lookups})")
             keys = [random.randrange(args.rows) for _ in range(args.lookups)]

@@ -292,16 +292,18 @@ class Table:
         schema = record.schema
         assignments = self._assignments(schema, set)
         clauses = parse_where(where)
-        op = Update(compile_where(clauses, schema), assignments)
-        work = [ShardWork(specs[i], (op,)) for i in self._route(clauses, schema, record.shards)]
+        targets, keys = self._route(clauses, schema, record.shards)
+        op = Update(compile_where(clauses, schema), assignments, keys)
+        work = [ShardWork(specs[i], (op,)) for i in targets]
         return sum(r.results[0].rows_affected for r in self.db.coordinator.run(work))
 
     def delete(self, where: Any = None) -> int:
         """Delete every row matching ``where`` (all rows when None); returns the number deleted."""
         record, _, specs = self.db._resolve(self.name)
         clauses = parse_where(where)
-        op = Delete(compile_where(clauses, record.schema))
-        work = [ShardWork(specs[i], (op,)) for i in self._route(clauses, record.schema, record.shards)]
+        targets, keys = self._route(clauses, record.schema, record.shards)
+        op = Delete(compile_where(clauses, record.schema), keys)
+        work = [ShardWork(specs[i], (op,)) for i in targets]
         return sum(r.results[0].rows_affected for r in self.db.coordinator.run(work))
 
     def get(self, row_id: Any) -> dict[str, Any]:
@@ -354,9 +356,9 @@ class Table:
             order = tuple((k, "ascending") for k in schema.key)  # stable pages
         clauses = parse_where(where)
         expr = compile_where(clauses, schema)
-        targets = self._route(clauses, schema, record.shards)
+        targets, keys = self._route(clauses, schema, record.shards)
         needed = None if columns is None else tuple(dict.fromkeys([*columns, *(c for c, _ in order)]))
-        plan = ReadPlan(needed, expr, order, None if limit is None else min(offset + limit, MAX_ROWS))
+        plan = ReadPlan(needed, expr, order, None if limit is None else min(offset + limit, MAX_ROWS), keys=keys)
         results = self.db.coordinator.read([specs[i] for i in targets], [states[i].version for i in targets], plan)
         tables = [r.table for r in results if r.table is not None]
         merged = pa.concat_tables(tables) if tables else schema.arrow_schema().empty_table()
@@ -374,8 +376,8 @@ class Table:
             return sum(s.row_count for s in states)
         record, states, specs = self.db._resolve(self.name)
         clauses = parse_where(where)
-        plan = ReadPlan(where=compile_where(clauses, record.schema), count_only=True)
-        targets = self._route(clauses, record.schema, record.shards)
+        targets, keys = self._route(clauses, record.schema, record.shards)
+        plan = ReadPlan(where=compile_where(clauses, record.schema), count_only=True, keys=keys)
         return sum(
             r.matched
             for r in self.db.coordinator.read([specs[i] for i in targets], [states[i].version for i in targets], plan)
@@ -441,21 +443,23 @@ class Table:
             if counts[i] or (table.num_rows == 0 and i == 0)
         ]
 
-    def _route(self, clauses: Any, schema: TableSchema, shards: int) -> list[int]:
-        """The shards a filter can match: the key's shards when it pins the key, else all."""
+    def _route(self, clauses: Any, schema: TableSchema, shards: int) -> tuple[list[int], pa.Array | None]:
+        """The shards a filter can match, and the key values it pins the key to (if it does)."""
         values = key_values(clauses, schema)
-        if values is None or shards == 1:
-            return list(range(shards))
+        if values is None:
+            return list(range(shards)), None
         column = schema.column(schema.key[0])
         keys = pa.array(
             [coerce_value(column, v, ("where", column.name)).as_py() for v in values],
             schema.arrow_schema().field(column.name).type,
         )
         if len(keys) == 0:
-            return []
+            return [], keys
+        if shards == 1:
+            return [0], keys
         if not schema.primary_key:  # engine row ids are placed by value: id mod shards (see Shard._insert)
-            return sorted(set((keys.to_numpy() % shards).tolist()))
-        return sorted(set(shard_ids([keys], shards).tolist()))
+            return sorted(set((keys.to_numpy() % shards).tolist())), keys
+        return sorted(set(shard_ids([keys], shards).tolist())), keys
 
     def _assignments(self, schema: TableSchema, values: Any) -> tuple[tuple[str, pc.Expression], ...]:
         if not isinstance(values, dict) or not values:

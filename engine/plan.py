@@ -41,11 +41,13 @@ class Upsert:
 class Update:
     where: pc.Expression | None
     set: tuple[tuple[str, pc.Expression], ...]  # column -> value expression over the row's current values
+    keys: pa.Array | None = None  # the key values ``where`` pins the (single-column) key to, if it does
 
 
 @dataclass(frozen=True)
 class Delete:
     where: pc.Expression | None
+    keys: pa.Array | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class ReadPlan:
     order_by: tuple[tuple[str, Direction], ...] = ()
     limit: int | None = None  # rows each shard returns at most (the caller's offset + limit)
     count_only: bool = False
+    keys: pa.Array | None = None  # the key values ``where`` pins the key to: a cheap pre-selection
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,27 @@ def mask(table: pa.Table, where: pc.Expression | None) -> pa.ChunkedArray:
     return pc.fill_null(evaluate(table, {"m": where})["m"], False)
 
 
+def matching(
+    table: pa.Table, where: pc.Expression | None, key: str, keys: pa.Array | None
+) -> pa.ChunkedArray | pa.Array:
+    """``mask(table, where)``, but when ``where`` pins the key to ``keys``, evaluate it on those rows only.
+
+    A point read or write then costs one comparison kernel over the key column instead of the full
+    expression machinery over every row.
+    """
+    if keys is None:
+        return mask(table, where)
+    column = table[key]
+    hit = pc.equal(column, keys[0]) if len(keys) == 1 else pc.is_in(column, value_set=keys)
+    positions = pc.indices_nonzero(pc.fill_null(hit, False))
+    out = np.zeros(table.num_rows, bool)
+    if len(positions):
+        candidates = table.take(positions)
+        keep = mask(candidates, where).to_numpy(zero_copy_only=False)
+        out[positions.to_numpy()[keep]] = True
+    return pa.array(out)
+
+
 def _tidy(table: pa.Table) -> pa.Table:
     if table.num_columns and table.column(0).num_chunks > _MAX_CHUNKS:
         return table.combine_chunks()
@@ -156,7 +177,7 @@ class Shard:
         if isinstance(op, Upsert):
             return self._upsert(work, op)
         if isinstance(op, Delete):
-            return self._delete(work, op.where)
+            return self._delete(work, op)
         if isinstance(op, Update):
             return self._update(work, op)
         if isinstance(op, Compact):
@@ -245,8 +266,8 @@ class Shard:
         hit[joined.filter(pc.field("_hit"))["_pos"].to_numpy()] = True
         return pa.array(hit)
 
-    def _delete(self, work: pa.Table, where: pc.Expression | None) -> tuple[pa.Table, int | None, OpResult]:
-        hit = mask(work, where)
+    def _delete(self, work: pa.Table, op: Delete) -> tuple[pa.Table, int | None, OpResult]:
+        hit = matching(work, op.where, self.spec.key[0], op.keys)
         n = pc.sum(hit).as_py() or 0
         if n == 0:
             return work, None, OpResult(0)
@@ -256,7 +277,7 @@ class Shard:
         return work.filter(pc.invert(hit)), version, OpResult(n)
 
     def _update(self, work: pa.Table, op: Update) -> tuple[pa.Table, int | None, OpResult]:
-        hit = mask(work, op.where)
+        hit = matching(work, op.where, self.spec.key[0], op.keys)
         n = pc.sum(hit).as_py() or 0
         if n == 0:
             return work, None, OpResult(0)
@@ -286,7 +307,7 @@ class Shard:
         return storage.read(self.uri, version).select(self.spec.schema.names)
 
     def read(self, version: int, plan: ReadPlan) -> ReadResult:
-        return read_table(self.table_at(version), plan)
+        return read_table(self.table_at(version), plan, self.spec.key[0])
 
     # -- maintenance ----------------------------------------------------------------------------------------
     def needs_compaction(self, min_fragments: int) -> bool:
@@ -299,10 +320,10 @@ class Shard:
         return storage.cleanup(self.uri, older_than)
 
 
-def read_table(table: pa.Table, plan: ReadPlan) -> ReadResult:
+def read_table(table: pa.Table, plan: ReadPlan, key: str) -> ReadResult:
     """Filter, order, limit and project one shard's rows."""
     if plan.where is not None:
-        table = table.filter(mask(table, plan.where))
+        table = table.filter(matching(table, plan.where, key, plan.keys))
     matched = table.num_rows
     if plan.count_only:
         return ReadResult(None, matched)

@@ -117,6 +117,20 @@ class TestRows:
         last = t.query(limit=30, offset=190)
         assert last.rows["id"].to_pylist() == list(range(190, 200)) and not last.has_more and last.next_offset is None
 
+    def test_filters_that_pin_the_key_still_apply_every_clause(self, db: engine.Database, name: str) -> None:
+        t = people(db, name, 30)
+        in_list = {"column": "id", "operator": "in", "value": [3, 4, 5, 99]}
+        assert sorted(t.query(where=[in_list]).rows["id"].to_pylist()) == [3, 4, 5]
+        assert t.query(where=[in_list, {"column": "name", "operator": "=", "value": "p4"}]).rows["id"].to_pylist() == [
+            4
+        ]
+        assert t.count([in_list, {"column": "score", "operator": ">", "value": 3.5}]) == 2  # ids 4 and 5
+        assert t.update({"id": 6, "name": "nobody"}, {"score": 0.5}) == 0
+        assert t.update({"id": 6, "name": "p6"}, {"score": 0.5}) == 1 and t.get(6)["score"] == 0.5
+        assert t.delete([{"column": "id", "operator": "in", "value": []}]) == 0
+        assert t.delete([in_list, {"column": "name", "operator": "!=", "value": "p3"}]) == 2
+        assert t.count() == 28 and t.get(3)["name"] == "p3"
+
     def test_huge_offset_is_an_empty_page(self, db: engine.Database, name: str) -> None:
         t = people(db, name, 5)
         page = t.query(offset=2**63 - 1, limit=10)
