@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from sample_tables import USERS_SCHEMA
 from starlette.applications import Starlette
 
 from engine import Database, Settings
@@ -76,17 +77,7 @@ def client(base_url: str) -> Iterator[httpx.Client]:
 def users(client: httpx.Client, name: str) -> str:
     """A table ``id int (key), name string not null, age int, score float, active bool, meta json, seen timestamp``
     with three rows; returns its name."""
-    schema = {
-        "columns": {
-            "id": "int",
-            "name": {"type": "string", "nullable": False},
-            "age": "int",
-            "score": "float",
-            "active": "bool",
-            "meta": "json",
-            "seen": "timestamp",
-        }
-    }
+    schema = USERS_SCHEMA
     r = client.post("/tables", json={"name": name, "schema": schema, "primary_key": "id", "shards": 2})
     assert r.status_code == 201, r.text
     rows = [

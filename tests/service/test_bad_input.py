@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import httpx
 import pytest
+from sample_tables import USERS_SCHEMA
 
 T = "{t}"  # replaced by the table's name
 ErrorCheck = Callable[..., dict[str, Any]]
@@ -533,17 +534,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def table(client: httpx.Client) -> Iterator[str]:
     name = f"bad_{uuid.uuid4().hex[:12]}"
-    schema = {
-        "columns": {
-            "id": "int",
-            "name": {"type": "string", "nullable": False},
-            "age": "int",
-            "score": "float",
-            "active": "bool",
-            "meta": "json",
-            "seen": "timestamp",
-        }
-    }
+    schema = USERS_SCHEMA
     assert (
         client.post("/tables", json={"name": name, "schema": schema, "primary_key": "id", "shards": 2}).status_code
         == 201
