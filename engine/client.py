@@ -31,12 +31,12 @@ from engine import runtime, storage
 from engine.catalog import ShardState, SqliteCatalog, TableRecord, now_iso
 from engine.coerce import coerce_value, conform_table, decode_json_cells, rows_to_table
 from engine.config import Settings
-from engine.errors import InvalidRequest, RowNotFound, TooLarge
+from engine.errors import InvalidRequest, RowNotFound, TableExists, TooLarge
 from engine.hashing import shard_ids
-from engine.plan import Delete, Direction, Insert, ReadPlan, ShardSpec, Update, Upsert
+from engine.plan import Compact, Delete, Direction, Insert, ReadPlan, ShardSpec, Update, Upsert
 from engine.schema import TableSchema, build_schema, check_name
 from engine.shard import sort_keys
-from engine.transaction import Coordinator, ShardWork
+from engine.transaction import Coordinator, ShardWork, resolve
 from engine.where import compile_where, key_values, parse_where
 
 if TYPE_CHECKING:
@@ -139,8 +139,6 @@ class Database:
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SHARDS:
             raise InvalidRequest(f"shards must be an integer from 1 to {MAX_SHARDS}", field="shards")
         if name in self.list_tables():
-            from engine.errors import TableExists
-
             raise TableExists(name)
         record = TableRecord(uuid.uuid4().hex, name, schema, count, now_iso(), 0)
         arrow = schema.arrow_schema()
@@ -201,9 +199,6 @@ class Database:
 
     def maintain(self) -> int:
         """Clean up unnamed Lance versions and compact shards with many small fragments; returns shards compacted."""
-        from engine.plan import Compact
-        from engine.transaction import resolve
-
         compacted = 0
         s = self.settings
         for record in self.catalog.list_tables():
@@ -537,11 +532,6 @@ class Table:
                     f"row_id {text!r} is not an integer (the key '{column.name}' is int)", field="row_id"
                 ) from None
         return coerce_value(column, text, ("row_id",)).as_py()
-
-
-def rows_of(table: pa.Table, schema: TableSchema) -> list[dict[str, Any]]:
-    """Arrow rows as Python dicts, JSON cells decoded."""
-    return decode_json_cells(table.to_pylist(), schema)
 
 
 __all__ = ["Database", "QueryResult", "Table", "WriteResult", "connect"]
