@@ -65,25 +65,41 @@ def mask(table: pa.Table, where: pc.Expression | None) -> pa.ChunkedArray:
     return pc.fill_null(evaluate(table, {"m": where})["m"], False)
 
 
-def matching(
-    table: pa.Table, where: pc.Expression | None, key: str, keys: pa.Array | None
-) -> pa.ChunkedArray | pa.Array:
-    """``mask(table, where)``, but when ``where`` pins the key to ``keys``, evaluate it on those rows only.
+def key_positions(table: pa.Table, key: str, keys: pa.Array, key_values: np.ndarray | None = None) -> np.ndarray:
+    """Positions of the rows whose ``key`` is in ``keys``: one comparison over the key column.
 
-    A point read or write then costs one comparison kernel over the key column instead of the full
-    expression machinery over every row.
+    ``key_values`` is that column as numpy when the caller has it cached: a single-threaded numpy comparison
+    avoids waking Arrow's thread pool, which dominates a cold point read.
     """
+    if key_values is not None:
+        wanted = keys.to_numpy(zero_copy_only=False)
+        hit = key_values == wanted[0] if len(wanted) == 1 else np.isin(key_values, wanted)
+        return np.flatnonzero(hit)
+    column = table[key]
+    found = pc.equal(column, keys[0]) if len(keys) == 1 else pc.is_in(column, value_set=keys)
+    return pc.indices_nonzero(pc.fill_null(found, False)).to_numpy()
+
+
+def matching(table: pa.Table, where: pc.Expression | None, key: str, keys: pa.Array | None) -> pa.ChunkedArray | pa.Array:
+    """``mask(table, where)``, but when ``where`` pins the key to ``keys``, evaluate it on those rows only."""
     if keys is None:
         return mask(table, where)
-    column = table[key]
-    hit = pc.equal(column, keys[0]) if len(keys) == 1 else pc.is_in(column, value_set=keys)
-    positions = pc.indices_nonzero(pc.fill_null(hit, False))
+    positions = key_positions(table, key, keys)
     out = np.zeros(table.num_rows, bool)
     if len(positions):
-        candidates = table.take(positions)
-        keep = mask(candidates, where).to_numpy(zero_copy_only=False)
-        out[positions.to_numpy()[keep]] = True
+        keep = mask(take_rows(table, positions), where).to_numpy(zero_copy_only=False)
+        out[positions[keep]] = True
     return pa.array(out)
+
+
+def take_rows(table: pa.Table, positions: np.ndarray) -> pa.Table:
+    """Rows at ``positions``. Arrow's take on a many-chunk table first concatenates every chunk (O(rows));
+    for a few rows, zero-copy one-row slices are O(1) each."""
+    if len(positions) > 64:
+        return table.take(positions)
+    if len(positions) == 0:
+        return table.schema.empty_table()
+    return pa.concat_tables([table.slice(int(p), 1) for p in positions])
 
 
 def _tidy(table: pa.Table) -> pa.Table:
@@ -106,6 +122,7 @@ class Shard:
         self.head_is_committed = storage.latest_version(self.uri) == version
         self.next_row_id = self._next_row_id(self.table)
         self.keys: KeyIndex | None = None  # index of self.table's keys; None: build when next needed
+        self._key_cache: tuple[pa.Table, np.ndarray] | None = None
         self._work_keys: KeyIndex | None = None  # during a stage: index of the working table, or None
         self._keys_changed = False
 
@@ -307,7 +324,19 @@ class Shard:
         return storage.read(self.uri, version).select(self.spec.schema.names)
 
     def read(self, version: int, plan: ReadPlan) -> ReadResult:
-        return read_table(self.table_at(version), plan, self.spec.key[0])
+        table = self.table_at(version)
+        key_values = self._key_values(table) if plan.keys is not None else None
+        return read_table(table, plan, self.spec.key[0], key_values)
+
+    def _key_values(self, table: pa.Table) -> np.ndarray | None:
+        """The single integer key column of ``table`` as numpy, cached per table (point reads scan it)."""
+        if len(self.spec.key) != 1 or not pa.types.is_integer(table.schema.field(self.spec.key[0]).type):
+            return None
+        cached = self._key_cache
+        if cached is None or cached[0] is not table:
+            cached = (table, table[self.spec.key[0]].to_numpy())
+            self._key_cache = cached
+        return cached[1]
 
     # -- maintenance ----------------------------------------------------------------------------------------
     def needs_compaction(self, min_fragments: int) -> bool:
@@ -320,10 +349,12 @@ class Shard:
         return storage.cleanup(self.uri, older_than)
 
 
-def read_table(table: pa.Table, plan: ReadPlan, key: str) -> ReadResult:
+def read_table(table: pa.Table, plan: ReadPlan, key: str, key_values: np.ndarray | None = None) -> ReadResult:
     """Filter, order, limit and project one shard's rows."""
+    if plan.keys is not None:  # the filter pins the key: look at those rows only
+        table = take_rows(table, key_positions(table, key, plan.keys, key_values))
     if plan.where is not None:
-        table = table.filter(matching(table, plan.where, key, plan.keys))
+        table = table.filter(plan.where)
     matched = table.num_rows
     if plan.count_only:
         return ReadResult(None, matched)
