@@ -354,6 +354,23 @@ class TestMaintenance:
         finally:
             other.close()
 
+    def test_background_thread_compacts_small_writes(self, tmp_path: Path) -> None:
+        other = engine.connect(data_dir=str(tmp_path), maintenance_seconds=0.2, compact_min_fragments=4)
+        try:
+            t = other.create_table("t", COLUMNS, primary_key="id", shards=1)
+            for i in range(8):
+                t.insert({"id": i})
+            _, _, specs = other._resolve("t")
+
+            def compacted() -> None:
+                _, states, _ = other._resolve("t")
+                assert storage.fragment_count(specs[0].uri, states[0].version) == 1
+
+            wait_for(compacted)
+            assert sorted(t.to_arrow()["id"].to_pylist()) == list(range(8))
+        finally:
+            other.close()
+
     def test_reconcile_removes_orphan_table_dirs(self, tmp_path: Path) -> None:
         first = engine.connect(data_dir=str(tmp_path), maintenance_seconds=0)
         first.create_table("keep", COLUMNS, primary_key="id")
