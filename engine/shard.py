@@ -80,7 +80,9 @@ def key_positions(table: pa.Table, key: str, keys: pa.Array, key_values: np.ndar
     return pc.indices_nonzero(pc.fill_null(found, False)).to_numpy()
 
 
-def matching(table: pa.Table, where: pc.Expression | None, key: str, keys: pa.Array | None) -> pa.ChunkedArray | pa.Array:
+def matching(
+    table: pa.Table, where: pc.Expression | None, key: str, keys: pa.Array | None
+) -> pa.ChunkedArray | pa.Array:
     """``mask(table, where)``, but when ``where`` pins the key to ``keys``, evaluate it on those rows only."""
     if keys is None:
         return mask(table, where)
