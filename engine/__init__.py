@@ -4,6 +4,7 @@
 >>> db = engine.connect()   # doctest: +SKIP
 """
 
+from engine.batch import BatchResult
 from engine.client import Database, QueryResult, Table, WriteResult, connect
 from engine.config import Settings
 from engine.errors import (
@@ -23,6 +24,7 @@ from engine.errors import (
 )
 
 __all__ = [
+    "BatchResult",
     "ColumnNotFound",
     "Conflict",
     "Database",

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import runtime, storage
+from engine.batch import BatchResult, run_batch
 from engine.catalog import ShardState, SqliteCatalog, TableRecord, now_iso
 from engine.coerce import coerce_value, conform_table, decode_json_cells, rows_to_table
 from engine.config import Settings
@@ -155,6 +156,16 @@ class Database:
         for host in self.coordinator.hosts:
             host.forget.remote(record.id)
         storage.remove(storage.table_dir(self.root, record.id))
+
+    def batch(
+        self, operations: Sequence[dict[str, Any]], *, transaction: bool = True, continue_on_error: bool = False
+    ) -> BatchResult:
+        """Run insert / update / delete / upsert operations on any tables, by default as one transaction.
+
+        Each operation is ``{"operation", "table", "data" | "where" [+ "set"], "expect_rows"?}`` as in the REST
+        API; ``set`` values may be ``{"expr": "balance - 10"}``. See ``engine.batch``.
+        """
+        return run_batch(self, operations, transaction=transaction, continue_on_error=continue_on_error)
 
     def list_tables(self) -> list[str]:
         return [r.name for r in self.catalog.list_tables()]

@@ -34,6 +34,9 @@ from typing import Any
 
 class TesseraError(Exception):
     code = "error"
+    # Where in a multi-shard write it failed: the ShardWork's index and the op's position on that shard.
+    work_index: int | None = None
+    op_position: int | None = None
 
     def __init__(self, message: str, **fields: Any) -> None:
         super().__init__(message)

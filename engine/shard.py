@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pds
 
 from engine import storage
-from engine.errors import DuplicateKey, InvalidValue
+from engine.errors import DuplicateKey, InvalidValue, TesseraError
 from engine.hashing import hash_columns
 from engine.keyindex import KeyIndex, duplicated
 from engine.plan import (
@@ -151,8 +151,12 @@ class Shard:
         work, version, results = self.table, self.version, []
         self._work_keys, self._keys_changed = self.keys, False
         try:
-            for op in ops:
-                work, new_version, result = self._apply(work, op)
+            for position, op in enumerate(ops):
+                try:
+                    work, new_version, result = self._apply(work, op)
+                except TesseraError as exc:
+                    exc.op_position = position  # which of ``ops`` failed: a batch maps it to its operation
+                    raise
                 version = new_version or version
                 results.append(result)
         except BaseException:

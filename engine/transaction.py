@@ -31,6 +31,7 @@ from engine.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Check = Callable[[list[StageResult]], None]
 
 try:  # absent in some Ray versions
     from ray.exceptions import ActorUnavailableError
@@ -82,9 +83,13 @@ class Coordinator:
         """A table's shards go round-robin over the hosts from a per-table offset: spread evenly, stable."""
         return self.hosts[(zlib.crc32(table_id.encode()) + shard) % len(self.hosts)]
 
-    def run(self, work: Sequence[ShardWork]) -> list[StageResult]:
-        """Apply all work atomically; returns one StageResult per ShardWork, in order."""
-        return self._retrying(lambda: self._attempt(work))
+    def run(self, work: Sequence[ShardWork], check: Check | None = None) -> list[StageResult]:
+        """Apply all work atomically; returns one StageResult per ShardWork, in order.
+
+        ``check`` sees the staged results before the commit; raising from it aborts everything (a batch's
+        ``expect_rows``). A failing shard's error carries ``work_index`` (and the shard's ``op_position``).
+        """
+        return self._retrying(lambda: self._attempt(work, check))
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
         """Retry what failed before anything was applied: a commit conflict, or a host that Ray is restarting.
@@ -102,7 +107,7 @@ class Coordinator:
             time.sleep(random.uniform(0.5, 1.0) * min(1.0, 0.005 * 2**n))
         raise AssertionError("unreachable")
 
-    def _attempt(self, work: Sequence[ShardWork]) -> list[StageResult]:
+    def _attempt(self, work: Sequence[ShardWork], check: Check | None = None) -> list[StageResult]:
         txn = uuid.uuid4().hex
         bases: dict[str, list[int]] = {}
         for w in work:
@@ -120,12 +125,13 @@ class Coordinator:
         ]
         results: list[StageResult | None] = []
         failure: TesseraError | None = None
-        for ref in refs:
+        for index, ref in enumerate(refs):
             try:
                 results.append(resolve(ref))
                 if len(results) == 1:
                     faults.point("after_stage_one")
             except TesseraError as exc:
+                exc.work_index = index
                 results.append(None)
                 # Report the client's mistake rather than a side effect of aborting it elsewhere.
                 if failure is None or (isinstance(exc, UserError) and not isinstance(failure, UserError)):
@@ -135,6 +141,12 @@ class Coordinator:
             raise failure
         faults.point("after_stage_all")
         staged = [r for r in results if r is not None]
+        if check is not None:
+            try:
+                check(staged)
+            except BaseException:
+                self._finish(work, results, txn, commit=False)
+                raise
         changes = [
             ShardChange(w.spec.table_id, w.spec.shard, r.base_version, r.version, r.row_count)
             for w, r in zip(work, staged, strict=True)

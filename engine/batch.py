@@ -1,0 +1,298 @@
+"""Batch operations: many inserts, updates, deletes and upserts on any tables, as one transaction.
+
+>>> db.batch([                                                        # doctest: +SKIP
+...     {"operation": "update", "table": "accounts", "where": {"id": 1}, "set": {"balance": {"expr": "balance - 10"}}},
+...     {"operation": "update", "table": "accounts", "where": {"id": 2}, "set": {"balance": {"expr": "balance + 10"}}},
+...     {"operation": "insert", "table": "ledger", "data": {"src": 1, "dst": 2, "amount": 10}},
+... ])
+
+Every operation is validated and planned before anything runs. The shard operations of the whole batch are
+grouped per shard in batch order, so a shard applies them one after another and a later operation sees the
+effect of an earlier one (a row lives on exactly one shard). ``expect_rows`` is checked after staging and
+before the single catalog commit, so a failed expectation leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from engine.errors import InvalidRequest, TesseraError, TooLarge
+from engine.plan import Delete, Insert, ShardOp, StageResult, Update, Upsert
+from engine.transaction import ShardWork
+from engine.where import compile_where, parse_where
+
+if TYPE_CHECKING:
+    from engine.client import Database
+
+OperationType = Literal["insert", "update", "delete", "upsert"]
+OPERATION_TYPES: tuple[str, ...] = ("insert", "update", "delete", "upsert")
+MAX_OPERATIONS = 1000
+Status = Literal["success", "failed", "rolled_back", "skipped"]
+
+
+class ExpectationFailed(InvalidRequest):
+    code = "expectation_failed"
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    operation: int
+    status: Status
+    rows_affected: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"operation": self.operation, "status": self.status, "rows_affected": self.rows_affected}
+
+
+@dataclass(frozen=True)
+class OperationError:
+    operation: int
+    table: str
+    operation_type: str
+    error: str
+    code: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "operation": self.operation,
+            "table": self.table,
+            "operation_type": self.operation_type,
+            "error": self.error,
+            "code": self.code,
+        }
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    results: tuple[OperationResult, ...]
+    errors: tuple[OperationError, ...]
+    committed: bool
+    execution_time_ms: float
+
+    @property
+    def total_operations(self) -> int:
+        return len(self.results)
+
+    @property
+    def successful(self) -> int:
+        return sum(r.status == "success" for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        return sum(r.status == "failed" for r in self.results)
+
+    def to_dict(self, return_results: bool = True) -> dict[str, Any]:
+        return {
+            "total_operations": self.total_operations,
+            "successful": self.successful,
+            "failed": self.failed,
+            "errors": [e.to_dict() for e in self.errors],
+            "results": [r.to_dict() for r in self.results] if return_results else [],
+            "execution_time_ms": round(self.execution_time_ms, 3),
+            "committed": self.committed,
+        }
+
+
+@dataclass
+class _Planned:
+    """One operation turned into shard operations: ``{(table_id, shard): op}``."""
+
+    index: int
+    table: str
+    kind: str
+    shard_ops: dict[tuple[str, int], ShardOp]
+    expect: tuple[int, int] | None
+    specs: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+
+def run_batch(
+    db: Database,
+    operations: Sequence[dict[str, Any]],
+    *,
+    transaction: bool = True,
+    continue_on_error: bool = False,
+) -> BatchResult:
+    """Run ``operations`` in order; see the module docstring and API.md "Batch operations"."""
+    start = time.perf_counter()
+    if not isinstance(operations, (list, tuple)) or not operations:
+        raise InvalidRequest("operations must be a non-empty list", field="operations")
+    if len(operations) > MAX_OPERATIONS:
+        raise TooLarge(
+            f"{len(operations)} operations in one batch; the limit is {MAX_OPERATIONS}", limit=MAX_OPERATIONS
+        )
+    rows = sum(len(op["data"]) if isinstance(op, dict) and isinstance(op.get("data"), list) else 1 for op in operations)
+    if rows > db.settings.max_rows_per_request:
+        limit = db.settings.max_rows_per_request
+        raise TooLarge(f"{rows} rows in one batch; the limit is {limit}", limit=limit)
+    if transaction:
+        results, errors, committed = _transactional(db, operations, continue_on_error)
+    else:
+        results, errors, committed = _one_by_one(db, operations, continue_on_error)
+    return BatchResult(tuple(results), tuple(errors), committed, (time.perf_counter() - start) * 1000)
+
+
+def _transactional(
+    db: Database, operations: Sequence[dict[str, Any]], continue_on_error: bool
+) -> tuple[list[OperationResult], list[OperationError], bool]:
+    n = len(operations)
+    planned: list[_Planned | None] = [None] * n
+    errors: list[OperationError] = []
+    for i, op in enumerate(operations):
+        try:
+            planned[i] = _plan(db, i, op)
+        except TesseraError as exc:
+            errors.append(_error(i, op, exc))
+            if not continue_on_error:
+                break
+    if errors:
+        failed = {e.operation for e in errors}
+        stop = max(failed) if not continue_on_error else n
+        statuses: list[Status] = [
+            "failed" if i in failed else "rolled_back" if i < stop else "skipped" for i in range(n)
+        ]
+        return [OperationResult(i, statuses[i]) for i in range(n)], errors, False
+    plans = [p for p in planned if p is not None]
+    work, origin = _group(plans)
+
+    def check(staged: list[StageResult]) -> None:
+        counts = _affected(plans, staged, origin)
+        for p in plans:
+            if p.expect is not None and not p.expect[0] <= counts[p.index] <= p.expect[1]:
+                lo, hi = p.expect
+                wanted = str(lo) if lo == hi else f"{lo}..{hi}"
+                raise ExpectationFailed(
+                    f"operation {p.index} affected {counts[p.index]} rows, expected {wanted}", operation=p.index
+                )
+
+    try:
+        staged = db.coordinator.run(work, check=check)
+    except TesseraError as exc:
+        index = _failed_operation(exc, origin)
+        error = _error(index, operations[index], exc) if index is not None else _error(0, operations[0], exc)
+        return (
+            [OperationResult(i, "failed" if i == error.operation else "rolled_back") for i in range(n)],
+            [error],
+            False,
+        )
+    counts = _affected(plans, staged, origin)
+    return [OperationResult(p.index, "success", counts[p.index]) for p in plans], [], True
+
+
+def _one_by_one(
+    db: Database, operations: Sequence[dict[str, Any]], continue_on_error: bool
+) -> tuple[list[OperationResult], list[OperationError], bool]:
+    results: list[OperationResult] = []
+    errors: list[OperationError] = []
+    for i, op in enumerate(operations):
+        if errors and not continue_on_error:
+            results.append(OperationResult(i, "skipped"))
+            continue
+        try:
+            one = _transactional(db, [op], False)
+        except TesseraError as exc:
+            one = ([OperationResult(0, "failed")], [_error(0, op, exc)], False)
+        (result,), errs, _ = one
+        results.append(
+            OperationResult(i, result.status if result.status != "rolled_back" else "failed", result.rows_affected)
+        )
+        errors.extend(OperationError(i, e.table, e.operation_type, e.error, e.code) for e in errs)
+    return results, errors, any(r.status == "success" for r in results)
+
+
+def _plan(db: Database, index: int, op: Any) -> _Planned:
+    """Validate one operation and turn it into shard operations (nothing runs)."""
+    loc = f"operations[{index}]"
+    if not isinstance(op, dict):
+        raise InvalidRequest(f"{loc} must be an object", field=loc)
+    kind = op.get("operation")
+    if kind not in OPERATION_TYPES:
+        raise InvalidRequest(f"{loc}.operation must be one of {', '.join(OPERATION_TYPES)}", field=f"{loc}.operation")
+    table_name = op.get("table")
+    if not isinstance(table_name, str):
+        raise InvalidRequest(f"{loc}.table must be a table name", field=f"{loc}.table")
+    table = db.table(table_name)
+    record, _, specs = db._resolve(table_name)
+    schema = record.schema
+    shard_ops: dict[tuple[str, int], ShardOp] = {}
+    if kind in ("insert", "upsert"):
+        data = op.get("data")
+        if data is None or data == []:
+            raise InvalidRequest(f"{loc}.data is required for {kind}", field=f"{loc}.data")
+        if kind == "upsert" and not schema.primary_key:
+            raise InvalidRequest(
+                f"{loc}: table '{table_name}' has no primary key: upsert needs one", field=f"{loc}.table"
+            )
+        rows = table._to_arrow(data, schema)
+        shard_kind = Insert if kind == "insert" else Upsert
+        for w in table._partition(rows, schema, specs, shard_kind, False):
+            shard_ops[(w.spec.table_id, w.spec.shard)] = w.ops[0]
+    else:
+        if "where" not in op:
+            raise InvalidRequest(f"{loc}.where is required for {kind} (use {{}} for every row)", field=f"{loc}.where")
+        clauses = parse_where(op["where"], f"{loc}.where")
+        targets, keys = table._route(clauses, schema, record.shards)
+        where = compile_where(clauses, schema, f"{loc}.where")
+        shard_op: ShardOp
+        if kind == "update":
+            if not isinstance(op.get("set"), dict) or not op["set"]:
+                raise InvalidRequest(f"{loc}.set is required for update", field=f"{loc}.set")
+            shard_op = Update(where, table._assignments(schema, op["set"]), keys)
+        else:
+            shard_op = Delete(where, keys)
+        for i in targets:
+            shard_ops[(specs[i].table_id, i)] = shard_op
+    planned = _Planned(index, table_name, kind, shard_ops, _expect(op.get("expect_rows"), loc))
+    planned.specs = {(s.table_id, s.shard): s for s in specs}
+    return planned
+
+
+def _expect(value: Any, loc: str) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return (value, value)
+    if isinstance(value, dict) and set(value) <= {"min", "max"}:
+        lo, hi = value.get("min", 0), value.get("max", 2**63 - 1)
+        if all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (lo, hi)) and lo <= hi:
+            return (lo, hi)
+    raise InvalidRequest(
+        f"{loc}.expect_rows must be a count or {{min, max}} of non-negative integers", field=f"{loc}.expect_rows"
+    )
+
+
+def _group(plans: Sequence[_Planned]) -> tuple[list[ShardWork], list[list[int]]]:
+    """One ShardWork per shard with its ops in batch order; ``origin[w][k]`` is the batch index of op k of work w."""
+    by_shard: dict[tuple[str, int], tuple[Any, list[ShardOp], list[int]]] = {}
+    for p in plans:
+        for key, shard_op in p.shard_ops.items():
+            entry = by_shard.setdefault(key, (p.specs[key], [], []))
+            entry[1].append(shard_op)
+            entry[2].append(p.index)
+    work = [ShardWork(spec, tuple(ops)) for spec, ops, _ in by_shard.values()]
+    origin = [indices for _, _, indices in by_shard.values()]
+    return work, origin
+
+
+def _affected(plans: Sequence[_Planned], staged: Sequence[StageResult], origin: Sequence[list[int]]) -> dict[int, int]:
+    counts = {p.index: 0 for p in plans}
+    for result, indices in zip(staged, origin, strict=True):
+        for op_result, index in zip(result.results, indices, strict=True):
+            counts[index] += op_result.rows_affected
+    return counts
+
+
+def _failed_operation(exc: TesseraError, origin: Sequence[list[int]]) -> int | None:
+    if isinstance(exc, ExpectationFailed):
+        return int(exc.fields["operation"])
+    if exc.work_index is not None and exc.op_position is not None and exc.work_index < len(origin):
+        return origin[exc.work_index][exc.op_position]
+    return None
+
+
+def _error(index: int, op: Any, exc: TesseraError) -> OperationError:
+    table = op.get("table") if isinstance(op, dict) else None
+    kind = op.get("operation") if isinstance(op, dict) else None
+    return OperationError(index, str(table or ""), str(kind or ""), exc.message, exc.code)

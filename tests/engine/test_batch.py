@@ -1,0 +1,167 @@
+"""Batch operations on real Ray and Lance: order, atomicity across tables, expectations, error reporting."""
+
+from __future__ import annotations
+
+import pytest
+
+import engine
+from engine.errors import InvalidRequest, TooLarge
+
+
+@pytest.fixture
+def two(db: engine.Database, name: str) -> tuple[str, str]:
+    db.create_table(f"{name}_a", {"id": "int", "v": "int", "version": "int"}, primary_key="id", shards=4)
+    db.create_table(f"{name}_b", {"msg": "string"}, shards=2)
+    return f"{name}_a", f"{name}_b"
+
+
+def values(db: engine.Database, table: str) -> dict[int, int]:
+    rows = db.table(table).to_pylist()
+    return {r["id"]: r["v"] for r in rows}
+
+
+def test_later_operations_see_earlier_ones(db: engine.Database, two: tuple[str, str]) -> None:
+    a, b = two
+    result = db.batch(
+        [
+            {"operation": "insert", "table": a, "data": [{"id": i, "v": i, "version": 0} for i in range(10)]},
+            {"operation": "update", "table": a, "where": {"id": 1}, "set": {"v": 100}},
+            {"operation": "delete", "table": a, "where": [{"column": "id", "operator": ">=", "value": 8}]},
+            {"operation": "insert", "table": a, "data": {"id": 9, "v": 99, "version": 0}},
+            {"operation": "upsert", "table": a, "data": [{"id": 2, "v": 22, "version": 1}]},
+            {"operation": "insert", "table": b, "data": [{"msg": "x"}, {"msg": "y"}]},
+        ]
+    )
+    assert result.committed and result.successful == 6 and result.failed == 0 and not result.errors
+    assert [r.rows_affected for r in result.results] == [10, 1, 2, 1, 1, 2]
+    assert values(db, a) == {0: 0, 1: 100, 2: 22, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 9: 99}
+    assert db.table(b).count() == 2
+
+
+def test_a_failure_anywhere_rolls_back_every_table(db: engine.Database, two: tuple[str, str]) -> None:
+    a, b = two
+    db.table(a).insert([{"id": i, "v": i, "version": 0} for i in range(5)])
+    version = db.table(a).info()["version"]
+    result = db.batch(
+        [
+            {"operation": "insert", "table": b, "data": {"msg": "should vanish"}},
+            {"operation": "update", "table": a, "where": {}, "set": {"v": -1}},
+            {
+                "operation": "insert",
+                "table": a,
+                "data": [{"id": 100, "v": 0, "version": 0}, {"id": 3, "v": 0, "version": 0}],
+            },
+            {"operation": "delete", "table": a, "where": {}},
+        ]
+    )
+    assert not result.committed and result.failed == 1 and result.successful == 0
+    assert [r.status for r in result.results] == ["rolled_back", "rolled_back", "failed", "rolled_back"]
+    assert result.errors[0].operation == 2 and result.errors[0].code == "duplicate_key" and result.errors[0].table == a
+    assert values(db, a) == {i: i for i in range(5)} and db.table(b).count() == 0
+    assert db.table(a).info()["version"] == version
+
+
+def test_expect_rows_is_compare_and_set(db: engine.Database, two: tuple[str, str]) -> None:
+    a, _ = two
+    db.table(a).insert({"id": 7, "v": 0, "version": 3})
+    cas = {
+        "operation": "update",
+        "table": a,
+        "where": {"id": 7, "version": 3},
+        "set": {"v": 1, "version": 4},
+        "expect_rows": 1,
+    }
+    assert db.batch([cas]).committed
+    again = db.batch([cas, {"operation": "insert", "table": a, "data": {"id": 8, "v": 0, "version": 0}}])
+    assert not again.committed and again.errors[0].operation == 0 and again.errors[0].code == "expectation_failed"
+    assert values(db, a) == {7: 1}
+    ranged = {"operation": "delete", "table": a, "where": {}, "expect_rows": {"min": 2, "max": 5}}
+    assert not db.batch([ranged]).committed and values(db, a) == {7: 1}
+
+
+def test_continue_on_error_reports_every_invalid_operation(db: engine.Database, two: tuple[str, str]) -> None:
+    a, b = two
+    result = db.batch(
+        [
+            {"operation": "insert", "table": "no_such_table", "data": {"x": 1}},
+            {"operation": "insert", "table": b, "data": {"msg": "fine"}},
+            {"operation": "update", "table": a, "where": {"nope": 1}, "set": {"v": 1}},
+            {"operation": "upsert", "table": b, "data": {"msg": "no key"}},
+        ],
+        continue_on_error=True,
+    )
+    assert not result.committed
+    assert [e.operation for e in result.errors] == [0, 2, 3]
+    assert [e.code for e in result.errors] == ["table_not_found", "column_not_found", "invalid_request"]
+    assert [r.status for r in result.results] == ["failed", "rolled_back", "failed", "failed"]
+    assert db.table(b).count() == 0
+
+
+def test_first_invalid_operation_stops_the_transaction(db: engine.Database, two: tuple[str, str]) -> None:
+    a, _ = two
+    result = db.batch(
+        [
+            {"operation": "insert", "table": a, "data": {"id": 1, "v": 1, "version": 0}},
+            {"operation": "update", "table": a, "set": {"v": 2}},
+            {"operation": "delete", "table": a, "where": {}},
+        ]
+    )
+    assert [r.status for r in result.results] == ["rolled_back", "failed", "skipped"]
+    assert result.errors[0].code == "invalid_request" and "where" in result.errors[0].error
+    assert db.table(a).count() == 0
+
+
+def test_without_a_transaction_each_operation_commits_on_its_own(db: engine.Database, two: tuple[str, str]) -> None:
+    a, _ = two
+    ops = [
+        {"operation": "insert", "table": a, "data": {"id": 1, "v": 1, "version": 0}},
+        {"operation": "insert", "table": a, "data": {"id": 1, "v": 2, "version": 0}},
+        {"operation": "insert", "table": a, "data": {"id": 2, "v": 2, "version": 0}},
+    ]
+    stopped = db.batch(ops, transaction=False)
+    assert stopped.committed and [r.status for r in stopped.results] == ["success", "failed", "skipped"]
+    assert values(db, a) == {1: 1}
+    db.table(a).delete()
+    going = db.batch(ops, transaction=False, continue_on_error=True)
+    assert [r.status for r in going.results] == ["success", "failed", "success"] and going.errors[0].operation == 1
+    assert values(db, a) == {1: 1, 2: 2}
+
+
+@pytest.mark.parametrize(
+    ("operations", "error"),
+    [
+        ([], InvalidRequest),
+        ("not a list", InvalidRequest),
+        ([{"operation": "insert", "table": "t", "data": {}}] * 1001, TooLarge),
+    ],
+)
+def test_requests_that_cannot_run_at_all(db: engine.Database, operations: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        db.batch(operations)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("op", "code"),
+    [
+        ({"operation": "merge", "table": "{a}", "data": {}}, "invalid_request"),
+        ({"operation": "insert", "table": "{a}"}, "invalid_request"),
+        ({"operation": "insert", "table": "{a}", "data": {"id": "x"}}, "schema_mismatch"),
+        ({"operation": "update", "table": "{a}", "where": {"id": 1}, "set": {}}, "invalid_request"),
+        (
+            {"operation": "update", "table": "{a}", "where": {"id": 1}, "set": {"v": 1}, "expect_rows": -1},
+            "invalid_request",
+        ),
+        (
+            {"operation": "delete", "table": "{a}", "where": [{"column": "v", "operator": "~", "value": 1}]},
+            "invalid_operator",
+        ),
+        ({"operation": "upsert", "table": "{b}", "data": {"msg": "x"}}, "invalid_request"),
+    ],
+)
+def test_validation_failures_change_nothing(db: engine.Database, two: tuple[str, str], op: dict, code: str) -> None:
+    a, b = two
+    db.table(a).insert({"id": 1, "v": 1, "version": 0})
+    op = {k: (v.format(a=a, b=b) if isinstance(v, str) else v) for k, v in op.items()}
+    result = db.batch([{"operation": "insert", "table": a, "data": {"id": 2, "v": 2, "version": 0}}, op])
+    assert not result.committed and result.errors[0].operation == 1 and result.errors[0].code == code
+    assert values(db, a) == {1: 1}
