@@ -14,12 +14,16 @@ before the single catalog commit, so a failed expectation leaves nothing behind.
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from engine.errors import InvalidRequest, TesseraError, TooLarge
+import orjson
+
+from engine.catalog import IdempotencyRace, IdempotencyRecord
+from engine.errors import IdempotencyKeyReused, InvalidRequest, TesseraError, TooLarge
 from engine.plan import Delete, Insert, ShardOp, StageResult, Update, Upsert
 from engine.transaction import ShardWork
 from engine.where import compile_where, parse_where
@@ -84,6 +88,15 @@ class BatchResult:
     def failed(self) -> int:
         return sum(r.status == "failed" for r in self.results)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BatchResult:
+        return cls(
+            tuple(OperationResult(**r) for r in d["results"]),
+            tuple(OperationError(**e) for e in d["errors"]),
+            d["committed"],
+            d["execution_time_ms"],
+        )
+
     def to_dict(self, return_results: bool = True) -> dict[str, Any]:
         return {
             "total_operations": self.total_operations,
@@ -114,8 +127,45 @@ def run_batch(
     *,
     transaction: bool = True,
     continue_on_error: bool = False,
+    idempotency_key: str | None = None,
 ) -> BatchResult:
-    """Run ``operations`` in order; see the module docstring and API.md "Batch operations"."""
+    """Run ``operations`` in order; see the module docstring and API.md "Batch operations".
+
+    With ``idempotency_key``, the result is stored (for a committed transaction, in the same catalog commit as
+    its writes) and a retry with the same key and request returns it without applying anything again; the
+    same key with a different request is IdempotencyKeyReused.
+    """
+    if idempotency_key is None:
+        return _run(db, operations, transaction, continue_on_error, None)
+    request_hash = _request_hash(operations, transaction, continue_on_error)
+    for _ in range(2):
+        prior = db.catalog.get_record(idempotency_key)
+        if prior is not None:
+            if prior.request_hash != request_hash:
+                raise IdempotencyKeyReused(idempotency_key)
+            return BatchResult.from_dict(orjson.loads(prior.response))
+        try:
+            return _run(db, operations, transaction, continue_on_error, (idempotency_key, request_hash))
+        except IdempotencyRace:
+            continue  # a concurrent request with this key committed first: replay its result
+    raise AssertionError("unreachable")
+
+
+def _request_hash(operations: Any, transaction: bool, continue_on_error: bool) -> str:
+    try:
+        body = orjson.dumps([operations, transaction, continue_on_error], option=orjson.OPT_SORT_KEYS)
+    except TypeError as exc:
+        raise InvalidRequest(f"an idempotent batch must be JSON data: {exc}", field="operations") from None
+    return hashlib.sha256(body).hexdigest()
+
+
+def _run(
+    db: Database,
+    operations: Sequence[dict[str, Any]],
+    transaction: bool,
+    continue_on_error: bool,
+    key: tuple[str, str] | None,
+) -> BatchResult:
     start = time.perf_counter()
     if not isinstance(operations, (list, tuple)) or not operations:
         raise InvalidRequest("operations must be a non-empty list", field="operations")
@@ -127,15 +177,34 @@ def run_batch(
     if rows > db.settings.max_rows_per_request:
         limit = db.settings.max_rows_per_request
         raise TooLarge(f"{rows} rows in one batch; the limit is {limit}", limit=limit)
+
+    recorded: list[BatchResult] = []
+
+    def record(
+        results: list[OperationResult], errors: list[OperationError], committed: bool
+    ) -> IdempotencyRecord | None:
+        if key is None:
+            return None
+        recorded[:] = [BatchResult(tuple(results), tuple(errors), committed, (time.perf_counter() - start) * 1000)]
+        return IdempotencyRecord(key[0], key[1], orjson.dumps(recorded[0].to_dict()).decode())
+
     if transaction:
-        results, errors, committed = _transactional(db, operations, continue_on_error)
+        results, errors, committed = _transactional(db, operations, continue_on_error, record)
     else:
         results, errors, committed = _one_by_one(db, operations, continue_on_error)
-    return BatchResult(tuple(results), tuple(errors), committed, (time.perf_counter() - start) * 1000)
+    if transaction and committed and recorded:
+        return recorded[0]  # exactly what a retry will replay
+    result = BatchResult(tuple(results), tuple(errors), committed, (time.perf_counter() - start) * 1000)
+    if key is not None:  # nothing was committed with it: store it now
+        db.catalog.put_record(IdempotencyRecord(key[0], key[1], orjson.dumps(result.to_dict()).decode()))
+    return result
+
+
+_Record = Callable[[list[OperationResult], list[OperationError], bool], IdempotencyRecord | None]
 
 
 def _transactional(
-    db: Database, operations: Sequence[dict[str, Any]], continue_on_error: bool
+    db: Database, operations: Sequence[dict[str, Any]], continue_on_error: bool, record: _Record | None = None
 ) -> tuple[list[OperationResult], list[OperationError], bool]:
     n = len(operations)
     planned: list[_Planned | None] = [None] * n
@@ -157,7 +226,7 @@ def _transactional(
     plans = [p for p in planned if p is not None]
     work, origin = _group(plans)
 
-    def check(staged: list[StageResult]) -> None:
+    def check(staged: list[StageResult]) -> IdempotencyRecord | None:
         counts = _affected(plans, staged, origin)
         for p in plans:
             if p.expect is not None and not p.expect[0] <= counts[p.index] <= p.expect[1]:
@@ -166,9 +235,14 @@ def _transactional(
                 raise ExpectationFailed(
                     f"operation {p.index} affected {counts[p.index]} rows, expected {wanted}", operation=p.index
                 )
+        if record is None:
+            return None
+        return record([OperationResult(p.index, "success", counts[p.index]) for p in plans], [], True)
 
     try:
         staged = db.coordinator.run(work, check=check)
+    except IdempotencyRace:
+        raise
     except TesseraError as exc:
         index = _failed_operation(exc, origin)
         error = _error(index, operations[index], exc) if index is not None else _error(0, operations[0], exc)

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import orjson
 
-from engine.errors import CommitConflict, TableExists, TableNotFound
+from engine.errors import CommitConflict, EngineError, TableExists, TableNotFound
 from engine.schema import TableSchema
 
 
@@ -37,6 +37,24 @@ class TableRecord:
     shards: int
     created_at: str
     version: int  # increases by one with every commit that touches the table
+
+
+class IdempotencyRace(EngineError):
+    """Another request with the same Idempotency-Key committed first; the caller replays its result."""
+
+    code = "idempotency_race"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key '{key}' was committed by a concurrent request", idempotency_key=key)
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """The result of a request made with an Idempotency-Key, stored so that a retry replays it."""
+
+    key: str
+    request_hash: str
+    response: str  # JSON
 
 
 @dataclass(frozen=True)
@@ -57,7 +75,9 @@ class Catalog(Protocol):
     def get_table_by_id(self, table_id: str) -> TableRecord | None: ...
     def list_tables(self) -> list[TableRecord]: ...
     def snapshot(self, table_id: str) -> list[ShardState]: ...
-    def commit(self, changes: Sequence[ShardChange]) -> None: ...
+    def commit(self, changes: Sequence[ShardChange], record: IdempotencyRecord | None = None) -> None: ...
+    def get_record(self, key: str) -> IdempotencyRecord | None: ...
+    def put_record(self, record: IdempotencyRecord) -> None: ...
     def get_meta(self, key: str) -> str | None: ...
     def set_meta(self, key: str, value: str) -> None: ...
 
@@ -79,6 +99,12 @@ CREATE TABLE IF NOT EXISTS shards (
     PRIMARY KEY (table_id, shard)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    request_hash TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 """
 
 
@@ -189,9 +215,14 @@ class SqliteCatalog:
             ).fetchall()
         return record, [ShardState(v, n) for v, n in rows]
 
-    def commit(self, changes: Sequence[ShardChange]) -> None:
-        """Publish every change or none: raises CommitConflict if any shard moved on since its base version."""
+    def commit(self, changes: Sequence[ShardChange], record: IdempotencyRecord | None = None) -> None:
+        """Publish every change or none: raises CommitConflict if any shard moved on since its base version.
+
+        ``record`` is stored in the same transaction, so a write and its idempotency record are durable together.
+        """
         with self._write() as db:
+            if record is not None:
+                self._put_record(db, record)
             for c in changes:
                 cur = db.execute(
                     "UPDATE shards SET version = ?, row_count = ? WHERE table_id = ? AND shard = ? AND version = ?",
@@ -206,6 +237,27 @@ class SqliteCatalog:
             db.executemany(
                 "UPDATE tables SET version = version + 1 WHERE id = ?", [(t,) for t in {c.table_id for c in changes}]
             )
+
+    def get_record(self, key: str) -> IdempotencyRecord | None:
+        row = (
+            self._conn().execute("SELECT key, request_hash, response FROM idempotency WHERE key = ?", (key,)).fetchone()
+        )
+        return IdempotencyRecord(*row) if row else None
+
+    def put_record(self, record: IdempotencyRecord) -> None:
+        with self._write() as db:
+            self._put_record(db, record)
+
+    @staticmethod
+    def _put_record(db: sqlite3.Connection, record: IdempotencyRecord) -> None:
+        """Insert the record; if the key is already there, a concurrent request with it won: abort this one."""
+        try:
+            db.execute(
+                "INSERT INTO idempotency VALUES (?, ?, ?, ?)",
+                (record.key, record.request_hash, record.response, now_iso()),
+            )
+        except sqlite3.IntegrityError:
+            raise IdempotencyRace(record.key) from None
 
     def get_meta(self, key: str) -> str | None:
         row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -33,6 +33,7 @@ from engine.catalog import ShardState, SqliteCatalog, TableRecord, now_iso
 from engine.coerce import coerce_value, conform_table, decode_json_cells, rows_to_table
 from engine.config import Settings
 from engine.errors import InvalidRequest, RowNotFound, TableExists, TooLarge
+from engine.expressions import compile_expression
 from engine.hashing import shard_ids
 from engine.plan import Compact, Delete, Direction, Insert, ReadPlan, ShardSpec, Update, Upsert
 from engine.schema import TableSchema, build_schema, check_name
@@ -158,14 +159,26 @@ class Database:
         storage.remove(storage.table_dir(self.root, record.id))
 
     def batch(
-        self, operations: Sequence[dict[str, Any]], *, transaction: bool = True, continue_on_error: bool = False
+        self,
+        operations: Sequence[dict[str, Any]],
+        *,
+        transaction: bool = True,
+        continue_on_error: bool = False,
+        idempotency_key: str | None = None,
     ) -> BatchResult:
         """Run insert / update / delete / upsert operations on any tables, by default as one transaction.
 
         Each operation is ``{"operation", "table", "data" | "where" [+ "set"], "expect_rows"?}`` as in the REST
-        API; ``set`` values may be ``{"expr": "balance - 10"}``. See ``engine.batch``.
+        API; ``set`` values may be ``{"expr": "balance - 10"}``. A retry with the same ``idempotency_key``
+        returns the first result without applying anything twice. See ``engine.batch``.
         """
-        return run_batch(self, operations, transaction=transaction, continue_on_error=continue_on_error)
+        return run_batch(
+            self,
+            operations,
+            transaction=transaction,
+            continue_on_error=continue_on_error,
+            idempotency_key=idempotency_key,
+        )
 
     def list_tables(self) -> list[str]:
         return [r.name for r in self.catalog.list_tables()]
@@ -482,10 +495,25 @@ class Table:
                     raise InvalidRequest(f"set.{name}: column '{name}' may not be null", field=f"set.{name}")
                 out.append((name, pc.scalar(pa.scalar(None, schema.arrow_schema().field(name).type))))
                 continue
-            if isinstance(value, dict) and "expr" in value and column.type != "json":
-                raise InvalidRequest(f"set.{name}: expressions in set are not supported yet", field=f"set.{name}")
+            if isinstance(value, dict) and set(value) == {"expr"} and column.type != "json":
+                out.append((name, self._set_expression(schema, name, value["expr"])))
+                continue
             out.append((name, pc.scalar(coerce_value(column, value, ("set", name)))))
         return tuple(out)
+
+    @staticmethod
+    def _set_expression(schema: TableSchema, name: str, text: Any) -> pc.Expression:
+        """``{"expr": "balance - 10"}``: compiled against the row's current values, checked against the column."""
+        if not isinstance(text, str):
+            raise InvalidRequest(f"set.{name}.expr must be a string", field=f"set.{name}.expr")
+        compiled = compile_expression(text, schema, field=f"set.{name}")
+        target = schema.column(name).type
+        fits = compiled.type in (target, "null") or (target == "float" and compiled.type == "int")
+        if not fits:
+            raise InvalidRequest(
+                f"set.{name}: the expression gives {compiled.type}, but '{name}' is {target}", field=f"set.{name}"
+            )
+        return compiled.expr
 
     def _columns(self, schema: TableSchema, select: Sequence[str] | None) -> tuple[str, ...] | None:
         if select is None:

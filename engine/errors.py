@@ -13,6 +13,7 @@ The service maps classes to HTTP statuses in exactly one place (``service/errors
     │   │   ├── MalformedJson
     │   │   └── ColumnNotFound
     │   ├── SchemaMismatch         values do not fit the table's schema (422), one entry per field
+    │   ├── IdempotencyKeyReused   an Idempotency-Key replayed with a different request (422)
     │   ├── NotFound               (404)
     │   │   ├── TableNotFound
     │   │   └── RowNotFound
@@ -119,6 +120,15 @@ class SchemaMismatch(UserError):
 
     def to_dict(self) -> dict[str, Any]:
         return {"detail": self.message, "code": self.code, "errors": [e.to_dict() for e in self.errors]}
+
+
+class IdempotencyKeyReused(UserError):
+    """The same Idempotency-Key came with a different request (422: the body does not match the key's)."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key '{key}' was already used with a different request", idempotency_key=key)
 
 
 class NotFound(UserError):

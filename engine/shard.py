@@ -305,7 +305,10 @@ class Shard:
         if n == 0:
             return work, None, OpResult(0)
         matched = work.filter(hit)
-        values = evaluate(matched, dict(op.set))
+        try:
+            values = evaluate(matched, dict(op.set))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # overflow, division by zero ...
+            raise InvalidValue(f"set: computing the new values failed: {exc}", field="set") from None
         updated = matched
         for name, _ in op.set:
             target = updated.schema.field(name).type

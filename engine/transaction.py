@@ -25,13 +25,13 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from engine import faults
-from engine.catalog import ShardChange, SqliteCatalog
+from engine.catalog import IdempotencyRecord, ShardChange, SqliteCatalog
 from engine.errors import CommitConflict, EngineError, ShardUnavailable, TableNotFound, TesseraError, UserError
 from engine.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Check = Callable[[list[StageResult]], None]
+Check = Callable[[list[StageResult]], IdempotencyRecord | None]
 
 try:  # absent in some Ray versions
     from ray.exceptions import ActorUnavailableError
@@ -87,7 +87,8 @@ class Coordinator:
         """Apply all work atomically; returns one StageResult per ShardWork, in order.
 
         ``check`` sees the staged results before the commit; raising from it aborts everything (a batch's
-        ``expect_rows``). A failing shard's error carries ``work_index`` (and the shard's ``op_position``).
+        ``expect_rows``); a record it returns is committed in the same catalog transaction (Idempotency-Key).
+        A failing shard's error carries ``work_index`` (and the shard's ``op_position``).
         """
         return self._retrying(lambda: self._attempt(work, check))
 
@@ -141,9 +142,10 @@ class Coordinator:
             raise failure
         faults.point("after_stage_all")
         staged = [r for r in results if r is not None]
+        record = None
         if check is not None:
             try:
-                check(staged)
+                record = check(staged)
             except BaseException:
                 self._finish(work, results, txn, commit=False)
                 raise
@@ -152,10 +154,10 @@ class Coordinator:
             for w, r in zip(work, staged, strict=True)
             if r.version != r.base_version
         ]
-        if changes:
+        if changes or record is not None:
             faults.point("before_commit")
             try:
-                self.catalog.commit(changes)
+                self.catalog.commit(changes, record)
             except BaseException:
                 self._finish(work, results, txn, commit=False)
                 raise

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from engine import Database, Settings
-from service import health, rows, tables
+from service import batch, health, rows, tables
 from service.auth import AuthMiddleware, authenticator_for
 from service.errors import exception_handlers
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -63,6 +63,7 @@ def api_routes() -> list[BaseRoute]:
             f"{t}/rows", get=rows.list_rows, post=rows.insert_row, patch=rows.update_rows, delete=rows.delete_rows
         ),
         resource(t + "/rows/{row_id}", get=rows.get_row, put=rows.update_row, delete=rows.delete_row),
+        resource("/batch/operations", post=batch.batch_operations),
     ]
 
 

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from engine.errors import (
     Conflict,
     EngineError,
+    IdempotencyKeyReused,
     InvalidRequest,
     NotFound,
     SchemaMismatch,
@@ -80,6 +81,7 @@ __all__ = [
 _STATUS: dict[type[BaseException], int] = {
     Unauthorized: 401,
     SchemaMismatch: 422,
+    IdempotencyKeyReused: 422,
     InvalidRequest: 400,
     NotFound: 404,
     Conflict: 409,

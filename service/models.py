@@ -10,7 +10,7 @@ that are written out as they are, and re-validating thousands of rows on the way
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -184,3 +184,23 @@ class Health(TypedDict):
     version: str
     tables: int
     ray: str
+
+
+# -- batch operations ----------------------------------------------------------------------------------------------
+class BatchOperation(_Body):
+    """One operation; which fields it needs (``data`` or ``where``, ``set``) is checked by the engine, which
+    reports it with the operation's index."""
+
+    operation: Literal["insert", "update", "delete", "upsert"]
+    table: str
+    data: dict[str, Any] | list[dict[str, Any]] | None = None
+    where: Where = None
+    set: dict[str, Any] | None = None
+    expect_rows: int | dict[str, int] | None = None
+
+
+class BatchRequest(_Body):
+    operations: list[BatchOperation]  # the count is the engine's to check: over 1000 is a 413, not a 422
+    transaction: bool = True
+    continue_on_error: bool = False
+    return_results: bool = True

@@ -165,3 +165,88 @@ def test_validation_failures_change_nothing(db: engine.Database, two: tuple[str,
     result = db.batch([{"operation": "insert", "table": a, "data": {"id": 2, "v": 2, "version": 0}}, op])
     assert not result.committed and result.errors[0].operation == 1 and result.errors[0].code == code
     assert values(db, a) == {1: 1}
+
+
+class TestIdempotency:
+    def test_a_retry_returns_the_first_result_and_applies_nothing(
+        self, db: engine.Database, two: tuple[str, str]
+    ) -> None:
+        a, _ = two
+        db.table(a).insert({"id": 1, "v": 0, "version": 0})
+        ops = [
+            {"operation": "update", "table": a, "where": {"id": 1}, "set": {"v": 5}},
+            {"operation": "insert", "table": a, "data": {"id": 2, "v": 0, "version": 0}},
+        ]
+        first = db.batch(ops, idempotency_key=f"k-{a}")
+        again = db.batch(ops, idempotency_key=f"k-{a}")
+        assert first.committed and again.to_dict() == first.to_dict()
+        assert db.table(a).count() == 2  # the insert would have been a duplicate key had it run twice
+
+    def test_same_key_with_another_body_is_refused(self, db: engine.Database, two: tuple[str, str]) -> None:
+        from engine.errors import IdempotencyKeyReused
+
+        a, _ = two
+        db.batch(
+            [{"operation": "insert", "table": a, "data": {"id": 1, "v": 0, "version": 0}}], idempotency_key=f"r-{a}"
+        )
+        with pytest.raises(IdempotencyKeyReused):
+            db.batch(
+                [{"operation": "insert", "table": a, "data": {"id": 2, "v": 0, "version": 0}}], idempotency_key=f"r-{a}"
+            )
+        assert db.table(a).count() == 1
+
+    def test_a_failed_batch_is_replayed_too(self, db: engine.Database, two: tuple[str, str]) -> None:
+        a, _ = two
+        ops = [{"operation": "update", "table": a, "where": {"id": 1}, "set": {"v": 1}, "expect_rows": 1}]
+        first = db.batch(ops, idempotency_key=f"f-{a}")
+        db.table(a).insert({"id": 1, "v": 0, "version": 0})
+        assert not first.committed and db.batch(ops, idempotency_key=f"f-{a}").to_dict() == first.to_dict()
+        assert values(db, a) == {1: 0}
+
+    def test_concurrent_requests_with_one_key_apply_once(self, db: engine.Database, two: tuple[str, str]) -> None:
+        import threading
+
+        a, _ = two
+        db.table(a).insert({"id": 1, "v": 0, "version": 0})
+        ops = [{"operation": "update", "table": a, "where": {"id": 1}, "set": {"v": {"expr": "v + 1"}}}]
+        results: list[engine.BatchResult] = []
+        threads = [
+            threading.Thread(target=lambda: results.append(db.batch(ops, idempotency_key=f"c-{a}"))) for _ in range(6)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 6 and all(r.to_dict() == results[0].to_dict() for r in results)
+        assert values(db, a) == {1: 1}
+
+
+class TestSetExpressions:
+    def test_values_computed_from_the_row(self, db: engine.Database, two: tuple[str, str]) -> None:
+        a, _ = two
+        t = db.table(a)
+        t.insert([{"id": i, "v": i, "version": 0} for i in range(6)])
+        assert (
+            t.update(
+                [{"column": "id", "operator": "<", "value": 3}],
+                {"v": {"expr": "v * 10 + id"}, "version": {"expr": "version + 1"}},
+            )
+            == 3
+        )
+        assert t.update({}, {"v": {"expr": "v if v % 2 == 0 else -v"}}) == 6
+        assert values(db, a) == {0: 0, 1: -11, 2: 22, 3: -3, 4: 4, 5: -5}
+
+    def test_a_result_of_the_wrong_type_is_refused(self, db: engine.Database, two: tuple[str, str]) -> None:
+        a, _ = two
+        with pytest.raises(InvalidRequest) as exc:
+            db.table(a).update({}, {"v": {"expr": "v / 2"}})
+        assert "gives float" in exc.value.message
+
+    def test_a_failing_computation_changes_nothing(self, db: engine.Database, two: tuple[str, str]) -> None:
+        a, _ = two
+        t = db.table(a)
+        t.insert([{"id": i, "v": i, "version": 0} for i in range(4)])
+        with pytest.raises(InvalidRequest) as exc:
+            t.update({}, {"v": {"expr": "10 // (v - 2)"}})  # v == 2 divides by zero
+        assert exc.value.code == "invalid_value"
+        assert values(db, a) == {i: i for i in range(4)}
