@@ -143,3 +143,59 @@ def test_write_cut_at_each_step_is_all_or_nothing(data_dir: Path, step: str) -> 
         assert len(ids(server, "t")) == len(got) + 100
     finally:
         server.kill()
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_batch_across_tables_cut_at_each_step_is_all_or_nothing(data_dir: Path, step: str) -> None:
+    server = Server(data_dir)
+    try:
+        accounts = {"name": "accounts", "schema": {"columns": {"id": "int", "balance": "int"}}, "primary_key": "id"}
+        ledger = {"name": "ledger", "schema": {"columns": {"id": "int", "amount": "int"}}, "primary_key": "id"}
+        for body in (accounts, ledger):
+            server.http.post("/tables", json=body).raise_for_status()
+        server.http.post(
+            "/tables/accounts/rows/batch", json={"rows": [{"id": i, "balance": 100} for i in range(8)]}
+        ).raise_for_status()
+    finally:
+        server.kill()
+    batch = {
+        "operations": [
+            {
+                "operation": "update",
+                "table": "accounts",
+                "where": {"id": 1},
+                "set": {"balance": {"expr": "balance - 30"}},
+            },
+            {
+                "operation": "update",
+                "table": "accounts",
+                "where": {"id": 6},
+                "set": {"balance": {"expr": "balance + 30"}},
+            },
+            {"operation": "insert", "table": "ledger", "data": {"id": 1, "amount": 30}},
+        ]
+    }
+    server = Server(data_dir, env={"TESSERA_FAULT": step})
+    try:
+        with pytest.raises(httpx.HTTPError):
+            server.http.post("/batch/operations", json=batch, headers={"Idempotency-Key": "transfer-1"})
+    finally:
+        server.kill()
+    server = Server(data_dir)
+    try:
+        rows = server.http.post("/tables/accounts/query", json={"limit": 100}).json()["rows"]
+        balances = {r["id"]: r["balance"] for r in rows}
+        ledger_rows = server.http.get("/tables/ledger/rows/count").json()["row_count"]
+        applied = balances[1] == 70
+        assert balances == {**dict.fromkeys(range(8), 100), **({1: 70, 6: 130} if applied else {})}
+        assert ledger_rows == (1 if applied else 0), f"accounts and ledger disagree after a crash at {step}"
+        if step == "after_commit":
+            assert applied
+        # The client retries with the same key: applied exactly once either way.
+        r = server.http.post("/batch/operations", json=batch, headers={"Idempotency-Key": "transfer-1"})
+        assert r.status_code == 200 and r.json()["committed"] is True
+        rows = server.http.post("/tables/accounts/query", json={"limit": 100}).json()["rows"]
+        assert {r["id"]: r["balance"] for r in rows}[1] == 70
+        assert server.http.get("/tables/ledger/rows/count").json()["row_count"] == 1
+    finally:
+        server.kill()
