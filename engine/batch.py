@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
+import pyarrow as pa
 
 from engine.catalog import IdempotencyRace, IdempotencyRecord
 from engine.errors import IdempotencyKeyReused, InvalidRequest, TesseraError, TooLarge
@@ -337,32 +338,49 @@ def _expect(value: Any, loc: str) -> tuple[int, int] | None:
     )
 
 
-def _group(plans: Sequence[_Planned]) -> tuple[list[ShardWork], list[list[int]]]:
-    """One ShardWork per shard with its ops in batch order; ``origin[w][k]`` is the batch index of op k of work w."""
-    by_shard: dict[tuple[str, int], tuple[Any, list[ShardOp], list[int]]] = {}
+# origin[w][k]: the batch operations behind op k of work w, with their own row counts when several were merged.
+_Origin = list[list[list[tuple[int, int | None]]]]
+
+
+def _group(plans: Sequence[_Planned]) -> tuple[list[ShardWork], _Origin]:
+    """One ShardWork per shard with its ops in batch order.
+
+    Consecutive inserts (or upserts) on a shard are merged into one shard op, so a batch of many single-row
+    writes is one Lance write per shard instead of one per row. That keeps their meaning: an upsert's last row
+    for a key wins, and inserts that collide fail together just as they would one by one.
+    """
+    by_shard: dict[tuple[str, int], tuple[Any, list[ShardOp], list[list[tuple[int, int | None]]]]] = {}
     for p in plans:
         for key, shard_op in p.shard_ops.items():
-            entry = by_shard.setdefault(key, (p.specs[key], [], []))
-            entry[1].append(shard_op)
-            entry[2].append(p.index)
+            _, ops, origin = by_shard.setdefault(key, (p.specs[key], [], []))
+            last = ops[-1] if ops else None
+            if isinstance(shard_op, (Insert, Upsert)) and type(last) is type(shard_op):
+                assert isinstance(last, (Insert, Upsert))
+                if len(origin[-1]) == 1 and origin[-1][0][1] is None:
+                    origin[-1] = [(origin[-1][0][0], last.rows.num_rows)]
+                ops[-1] = replace(last, rows=pa.concat_tables([last.rows, shard_op.rows]))
+                origin[-1].append((p.index, shard_op.rows.num_rows))
+            else:
+                ops.append(shard_op)
+                origin.append([(p.index, None)])
     work = [ShardWork(spec, tuple(ops)) for spec, ops, _ in by_shard.values()]
-    origin = [indices for _, _, indices in by_shard.values()]
-    return work, origin
+    return work, [origin for _, _, origin in by_shard.values()]
 
 
-def _affected(plans: Sequence[_Planned], staged: Sequence[StageResult], origin: Sequence[list[int]]) -> dict[int, int]:
+def _affected(plans: Sequence[_Planned], staged: Sequence[StageResult], origin: _Origin) -> dict[int, int]:
     counts = {p.index: 0 for p in plans}
-    for result, indices in zip(staged, origin, strict=True):
-        for op_result, index in zip(result.results, indices, strict=True):
-            counts[index] += op_result.rows_affected
+    for result, ops in zip(staged, origin, strict=True):
+        for op_result, behind in zip(result.results, ops, strict=True):
+            for index, rows in behind:
+                counts[index] += op_result.rows_affected if rows is None else rows
     return counts
 
 
-def _failed_operation(exc: TesseraError, origin: Sequence[list[int]]) -> int | None:
+def _failed_operation(exc: TesseraError, origin: _Origin) -> int | None:
     if isinstance(exc, ExpectationFailed):
         return int(exc.fields["operation"])
     if exc.work_index is not None and exc.op_position is not None and exc.work_index < len(origin):
-        return origin[exc.work_index][exc.op_position]
+        return origin[exc.work_index][exc.op_position][0][0]  # a merged op: its first operation
     return None
 
 

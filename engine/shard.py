@@ -275,7 +275,7 @@ class Shard:
         idx = rows.append_column("_i", pa.array(np.arange(rows.num_rows))).group_by(key).aggregate([("_i", "max")])
         if idx.num_rows == rows.num_rows:
             return rows
-        return rows.take(pc.sort(idx["_i_max"]))
+        return rows.take(np.sort(idx["_i_max"].to_numpy()))
 
     def _key_in(self, work: pa.Table, rows: pa.Table) -> pa.ChunkedArray | pa.Array:
         key = self.spec.key

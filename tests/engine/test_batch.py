@@ -250,3 +250,21 @@ class TestSetExpressions:
             t.update({}, {"v": {"expr": "10 // (v - 2)"}})  # v == 2 divides by zero
         assert exc.value.code == "invalid_value"
         assert values(db, a) == {i: i for i in range(4)}
+
+
+class TestMergedWrites:
+    def test_many_single_row_upserts_keep_their_meaning(self, db: engine.Database, two: tuple[str, str]) -> None:
+        a, _ = two
+        ops = [{"operation": "upsert", "table": a, "data": {"id": i % 10, "v": i, "version": 0}} for i in range(40)]
+        ops.insert(20, {"operation": "update", "table": a, "where": {}, "set": {"v": {"expr": "v * 100"}}})
+        result = db.batch(ops)
+        assert result.committed and [r.rows_affected for r in result.results] == [1] * 20 + [10] + [1] * 20
+        assert values(db, a) == {i: 30 + i for i in range(10)}  # the last upsert of each key wins
+
+    def test_colliding_inserts_fail_together(self, db: engine.Database, two: tuple[str, str]) -> None:
+        a, _ = two
+        ops = [{"operation": "insert", "table": a, "data": {"id": i, "v": i, "version": 0}} for i in range(20)]
+        ops.append({"operation": "insert", "table": a, "data": {"id": 3, "v": 0, "version": 0}})
+        result = db.batch(ops)
+        assert not result.committed and result.errors[0].code == "duplicate_key"
+        assert db.table(a).count() == 0

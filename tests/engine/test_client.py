@@ -152,6 +152,11 @@ class TestRows:
         assert t.get(1)["name"] == "one" and t.get(100)["name"] == "hundred" and t.count() == 16
         assert t.delete() == 16 and t.count() == 0
 
+    def test_upsert_repeating_a_key_keeps_the_last_row(self, db: engine.Database, name: str) -> None:
+        t = people(db, name, 2)
+        t.upsert([{"id": 1, "name": "first"}, {"id": 5, "name": "new"}, {"id": 1, "name": "last"}])
+        assert t.get(1)["name"] == "last" and t.get(5)["name"] == "new" and t.count() == 3
+
     def test_row_by_id(self, db: engine.Database, name: str) -> None:
         t = people(db, name, 3)
         assert t.update_row(2, {"id": 2, "name": "two"})["name"] == "two"

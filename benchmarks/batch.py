@@ -1,0 +1,172 @@
+"""Issue 3's figures, over REST against `tessera serve` on 127.0.0.1, each with its baseline in the same run.
+
+    python -m benchmarks batch
+
+1. 1,000 single-row upserts across 4 shards in one transactional batch  vs  1,000 separate PUT /rows/{id}
+2. a small transactional batch (2 operations) over REST: median latency  (target < 15 ms)
+3. the transfer workload (2 expression updates + a ledger insert) in batches/s with 1 and 8 clients
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import random
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks.common import Figure, Server, report
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--upserts", type=int, default=1000)
+    p.add_argument("--latency-samples", type=int, default=200)
+    p.add_argument("--transfer-seconds", type=float, default=15.0)
+
+
+def run(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
+    server = Server(str(work / "data"), "--shards", "4").wait_ready()
+    try:
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            figures = [upserts(http, args.upserts), small_batch(http, args.latency_samples)]
+            figures += transfers(server.url, args.transfer_seconds)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    report("batch", figures, vars(args))
+    return 0
+
+
+def upserts(http: httpx.Client, n: int) -> Figure:
+    print(f"[1/3] {n} single-row upserts: one batch vs {n} PUT requests")
+    schema = {"columns": {"id": "int", "name": "string", "price": "float"}}
+    http.post("/tables", json={"name": "items", "schema": schema, "primary_key": "id", "shards": 4}).raise_for_status()
+    http.post(
+        "/tables/items/rows/batch", json={"rows": [{"id": i, "name": "x", "price": 1.0} for i in range(n)]}
+    ).raise_for_status()
+    start = time.perf_counter()
+    for i in range(n):
+        http.put(f"/tables/items/rows/{i}", json={"data": {"price": 2.0}}).raise_for_status()
+    separate = time.perf_counter() - start
+    ops = [{"operation": "upsert", "table": "items", "data": {"id": i, "name": "y", "price": 3.0}} for i in range(n)]
+    runs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        r = http.post("/batch/operations", json={"operations": ops, "return_results": False})
+        runs.append(time.perf_counter() - start)
+        assert r.json()["committed"], r.text
+    batch = statistics.median(runs)
+    figure = Figure(
+        f"{n} upserts in one batch (4 shards)", n / batch, "rows/s", n / separate, f"{n} separate PUTs", ">= 20x"
+    )
+    figure.ok = (figure.ratio or 0) >= 20
+    figure.extra = {"batch_seconds": batch, "separate_seconds": separate}
+    return figure
+
+
+def small_batch(http: httpx.Client, samples: int) -> Figure:
+    print(f"[2/3] small transactional batch (2 operations), {samples} samples")
+    schema = {"columns": {"id": "int", "balance": "int"}}
+    http.post("/tables", json={"name": "acc", "schema": schema, "primary_key": "id", "shards": 4}).raise_for_status()
+    http.post(
+        "/tables/acc/rows/batch", json={"rows": [{"id": i, "balance": 1000} for i in range(64)]}
+    ).raise_for_status()
+    lat = []
+    for k in range(samples + 10):
+        a, b = random.sample(range(64), 2)
+        body = {
+            "operations": [
+                {
+                    "operation": "update",
+                    "table": "acc",
+                    "where": {"id": a},
+                    "set": {"balance": {"expr": "balance - 1"}},
+                },
+                {
+                    "operation": "update",
+                    "table": "acc",
+                    "where": {"id": b},
+                    "set": {"balance": {"expr": "balance + 1"}},
+                },
+            ]
+        }
+        start = time.perf_counter()
+        http.post("/batch/operations", json=body).raise_for_status()
+        if k >= 10:
+            lat.append((time.perf_counter() - start) * 1000)
+    figure = Figure("small transactional batch, median", statistics.median(lat), "ms", None, "", "< 15 ms")
+    figure.ok = figure.value < 15
+    figure.extra = {"p90_ms": sorted(lat)[int(len(lat) * 0.9)]}
+    return figure
+
+
+def transfers(url: str, seconds: float) -> list[Figure]:
+    print(f"[3/3] transfer workload, {seconds:.0f} s each with 1 and 8 clients")
+    with httpx.Client(base_url=url, timeout=120) as http:
+        for name, cols in (
+            ("accounts", {"id": "int", "balance": "int"}),
+            ("ledger", {"id": "int", "src": "int", "dst": "int", "amount": "int"}),
+        ):
+            http.post(
+                "/tables", json={"name": name, "schema": {"columns": cols}, "primary_key": "id", "shards": 4}
+            ).raise_for_status()
+        http.post(
+            "/tables/accounts/rows/batch", json={"rows": [{"id": i, "balance": 10**6} for i in range(1000)]}
+        ).raise_for_status()
+    ids = itertools.count()
+    lock = threading.Lock()
+
+    def rate(clients: int) -> float:
+        done = [0]
+        deadline = time.monotonic() + seconds
+
+        def client(seed: int) -> None:
+            rng = random.Random(seed)
+            with httpx.Client(base_url=url, timeout=120) as http:
+                while time.monotonic() < deadline:
+                    with lock:
+                        tid = next(ids)
+                    src, dst = rng.sample(range(1000), 2)
+                    ops = [
+                        {
+                            "operation": "update",
+                            "table": "accounts",
+                            "where": {"id": src},
+                            "set": {"balance": {"expr": "balance - 5"}},
+                        },
+                        {
+                            "operation": "update",
+                            "table": "accounts",
+                            "where": {"id": dst},
+                            "set": {"balance": {"expr": "balance + 5"}},
+                        },
+                        {
+                            "operation": "insert",
+                            "table": "ledger",
+                            "data": {"id": tid, "src": src, "dst": dst, "amount": 5},
+                        },
+                    ]
+                    assert http.post("/batch/operations", json={"operations": ops}).json()["committed"]
+                    with lock:
+                        done[0] += 1
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return done[0] / (time.perf_counter() - start)
+
+    one, eight = rate(1), rate(8)
+    return [
+        Figure("transfer batches, 1 client", one, "batches/s", None, "", "reported"),
+        Figure("transfer batches, 8 clients", eight, "batches/s", one, "1 client", "reported"),
+    ]
