@@ -44,6 +44,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _moves(table: str, src: int, dst: int, amount: int) -> list[dict]:
+    """The two expression updates of a transfer: debit ``src``, credit ``dst``."""
+    return [
+        {
+            "operation": "update",
+            "table": table,
+            "where": {"id": src},
+            "set": {"balance": {"expr": f"balance - {amount}"}},
+        },
+        {
+            "operation": "update",
+            "table": table,
+            "where": {"id": dst},
+            "set": {"balance": {"expr": f"balance + {amount}"}},
+        },
+    ]
+
+
 def upserts(http: httpx.Client, n: int) -> Figure:
     print(f"[1/3] {n} single-row upserts: one batch vs {n} PUT requests")
     schema = {"columns": {"id": "int", "name": "string", "price": "float"}}
@@ -82,20 +100,7 @@ def small_batch(http: httpx.Client, samples: int) -> Figure:
     for k in range(samples + 10):
         a, b = random.sample(range(64), 2)
         body = {
-            "operations": [
-                {
-                    "operation": "update",
-                    "table": "acc",
-                    "where": {"id": a},
-                    "set": {"balance": {"expr": "balance - 1"}},
-                },
-                {
-                    "operation": "update",
-                    "table": "acc",
-                    "where": {"id": b},
-                    "set": {"balance": {"expr": "balance + 1"}},
-                },
-            ]
+            "operations": _moves("acc", a, b, 1),
         }
         start = time.perf_counter()
         http.post("/batch/operations", json=body).raise_for_status()
@@ -135,18 +140,7 @@ def transfers(url: str, seconds: float) -> list[Figure]:
                         tid = next(ids)
                     src, dst = rng.sample(range(1000), 2)
                     ops = [
-                        {
-                            "operation": "update",
-                            "table": "accounts",
-                            "where": {"id": src},
-                            "set": {"balance": {"expr": "balance - 5"}},
-                        },
-                        {
-                            "operation": "update",
-                            "table": "accounts",
-                            "where": {"id": dst},
-                            "set": {"balance": {"expr": "balance + 5"}},
-                        },
+                        *_moves("accounts", src, dst, 5),
                         {
                             "operation": "insert",
                             "table": "ledger",
