@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -119,7 +119,7 @@ class _Planned:
     kind: str
     shard_ops: dict[tuple[str, int], ShardOp]
     expect: tuple[int, int] | None
-    specs: dict[tuple[str, int], Any] = field(default_factory=dict)
+    specs: dict[tuple[str, int], Any]
 
 
 def run_batch(
@@ -210,9 +210,10 @@ def _transactional(
     n = len(operations)
     planned: list[_Planned | None] = [None] * n
     errors: list[OperationError] = []
+    tables: _Resolved = {}
     for i, op in enumerate(operations):
         try:
-            planned[i] = _plan(db, i, op)
+            planned[i] = _plan(db, i, op, tables)
         except TesseraError as exc:
             errors.append(_error(i, op, exc))
             if not continue_on_error:
@@ -277,8 +278,14 @@ def _one_by_one(
     return results, errors, any(r.status == "success" for r in results)
 
 
-def _plan(db: Database, index: int, op: Any) -> _Planned:
-    """Validate one operation and turn it into shard operations (nothing runs)."""
+_Resolved = dict[str, tuple[Any, Any, dict[tuple[str, int], Any]]]  # name -> (Table, TableRecord, specs by shard)
+
+
+def _plan(db: Database, index: int, op: Any, tables: _Resolved) -> _Planned:
+    """Validate one operation and turn it into shard operations (nothing runs).
+
+    ``tables`` caches each table's catalog entry for the whole batch: one read per table, not per operation.
+    """
     loc = f"operations[{index}]"
     if not isinstance(op, dict):
         raise InvalidRequest(f"{loc} must be an object", field=loc)
@@ -288,8 +295,12 @@ def _plan(db: Database, index: int, op: Any) -> _Planned:
     table_name = op.get("table")
     if not isinstance(table_name, str):
         raise InvalidRequest(f"{loc}.table must be a table name", field=f"{loc}.table")
-    table = db.table(table_name)
-    record, _, specs = db._resolve(table_name)
+    if table_name not in tables:
+        table = db.table(table_name)
+        record, _, found = db._resolve(table_name)
+        tables[table_name] = (table, record, {(s.table_id, s.shard): s for s in found})
+    table, record, by_shard = tables[table_name]
+    specs = tuple(by_shard.values())
     schema = record.schema
     shard_ops: dict[tuple[str, int], ShardOp] = {}
     if kind in ("insert", "upsert"):
@@ -319,9 +330,7 @@ def _plan(db: Database, index: int, op: Any) -> _Planned:
             shard_op = Delete(where, keys)
         for i in targets:
             shard_ops[(specs[i].table_id, i)] = shard_op
-    planned = _Planned(index, table_name, kind, shard_ops, _expect(op.get("expect_rows"), loc))
-    planned.specs = {(s.table_id, s.shard): s for s in specs}
-    return planned
+    return _Planned(index, table_name, kind, shard_ops, _expect(op.get("expect_rows"), loc), by_shard)
 
 
 def _expect(value: Any, loc: str) -> tuple[int, int] | None:

@@ -32,7 +32,7 @@ from engine.batch import BatchResult, run_batch
 from engine.catalog import ShardState, SqliteCatalog, TableRecord, now_iso
 from engine.coerce import coerce_value, conform_table, decode_json_cells, rows_to_table
 from engine.config import Settings
-from engine.errors import InvalidRequest, RowNotFound, TableExists, TooLarge
+from engine.errors import InvalidRequest, RowNotFound, TooLarge
 from engine.expressions import compile_expression
 from engine.hashing import shard_ids
 from engine.plan import Compact, Delete, Direction, Insert, ReadPlan, ShardSpec, Update, Upsert
@@ -86,22 +86,26 @@ def connect(
     return Database(base.with_(**changes))
 
 
-@functools.lru_cache(maxsize=4096)
 def _specs(record: TableRecord, root: str) -> tuple[ShardSpec, ...]:
-    schema = record.schema
+    return _shard_specs(record.id, record.name, record.schema, record.shards, root)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shard_specs(table_id: str, name: str, schema: TableSchema, shards: int, root: str) -> tuple[ShardSpec, ...]:
+    """Cached on what specs depend on (not the record's version, which changes with every commit)."""
     arrow = schema.arrow_schema()
     return tuple(
         ShardSpec(
-            record.id,
-            record.name,
+            table_id,
+            name,
             i,
-            record.shards,
-            storage.shard_uri(root, record.id, i),
+            shards,
+            storage.shard_uri(root, table_id, i),
             schema.key,
             arrow,
             not schema.primary_key,
         )
-        for i in range(record.shards)
+        for i in range(shards)
     )
 
 
@@ -140,8 +144,6 @@ class Database:
         count = self.default_shards if shards is None else shards
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SHARDS:
             raise InvalidRequest(f"shards must be an integer from 1 to {MAX_SHARDS}", field="shards")
-        if name in self.list_tables():
-            raise TableExists(name)
         record = TableRecord(uuid.uuid4().hex, name, schema, count, now_iso(), 0)
         arrow = schema.arrow_schema()
         try:

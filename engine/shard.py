@@ -296,7 +296,11 @@ class Shard:
             return work, None, OpResult(0)
         keys = work.filter(hit).select(list(self.spec.key))
         version = storage.delete_keys(self.uri, self.spec.key, keys)
-        self._forget_keys()
+        if self._work_keys is not None:  # drop the deleted keys rather than rebuilding the index later
+            self._work_keys = self._work_keys.remove(hash_columns([keys[k] for k in self.spec.key]))
+            self._keys_changed = True
+        else:
+            self._forget_keys()
         return work.filter(pc.invert(hit)), version, OpResult(n)
 
     def _update(self, work: pa.Table, op: Update) -> tuple[pa.Table, int | None, OpResult]:
