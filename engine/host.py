@@ -61,8 +61,11 @@ class ShardHost:
                 self._shards[key] = shard
             return shard
 
-    def acquire(self, table_id: str, shard: int, txn: str) -> None:
-        """Wait for the shard's writer slot and take it for ``txn`` (held until ``finish``)."""
+    def acquire(self, table_id: str, shard: int, txn: str, after: object = None) -> None:
+        """Wait for the shard's writer slot and take it for ``txn`` (held until ``finish``).
+
+        ``after`` is the result of the coordinator's previous acquire: Ray runs this call only once it exists.
+        """
         key = (table_id, shard)
         slot = self._slot(key)
         with slot.cond:
@@ -80,8 +83,11 @@ class ShardHost:
                 slot.cond.wait(timeout=1.0)
             slot.owner, slot.since = txn, time.monotonic()
 
-    def stage(self, spec: ShardSpec, txn: str, base: int, ops: Sequence[ShardOp]) -> StageResult:
-        """Apply ``ops`` on top of committed version ``base`` (taking the slot unless ``acquire`` did)."""
+    def stage(self, spec: ShardSpec, txn: str, base: int, ops: Sequence[ShardOp], after: object = None) -> StageResult:
+        """Apply ``ops`` on top of committed version ``base`` (taking the slot unless ``acquire`` did).
+
+        ``after``: an acquire this stage must follow (see ``Coordinator._acquire``); Ray resolves it first.
+        """
         key = (spec.table_id, spec.shard)
         self.acquire(spec.table_id, spec.shard, txn)
         try:
@@ -117,7 +123,7 @@ class ShardHost:
 
     def scan(self, spec: ShardSpec, version: int) -> pa.Table:
         """All rows of a shard at ``version`` (a block of a Ray Dataset)."""
-        return self._shard(spec, version).table_at(version)
+        return self._shard(spec, version).rows_at(version)
 
     def maintain(self, spec: ShardSpec, version: int, min_fragments: int, retention_seconds: float) -> bool:
         """Clean up unnamed versions; True if the shard has enough small fragments to be worth compacting."""

@@ -41,9 +41,12 @@ from engine.plan import (
     Upsert,
 )
 from engine.schema import ROW_ID
+from engine.storage import ROW_ADDRESS
 
 log = logging.getLogger(__name__)
 _MAX_CHUNKS = 32
+# In memory each row carries its Lance address as a last, hidden column: writes delete by address.
+_ADDRESS = pa.field(ROW_ADDRESS, pa.uint64())
 
 
 @dataclass
@@ -104,6 +107,13 @@ def take_rows(table: pa.Table, positions: np.ndarray) -> pa.Table:
     return pa.concat_tables([table.slice(int(p), 1) for p in positions])
 
 
+def _unwritten(rows: pa.Table) -> pa.Table:
+    """``rows`` as new rows of a working table: no Lance address yet."""
+    if ROW_ADDRESS in rows.column_names:
+        rows = rows.drop_columns([ROW_ADDRESS])
+    return rows.append_column(_ADDRESS, pa.nulls(rows.num_rows, pa.uint64()))
+
+
 def _tidy(table: pa.Table) -> pa.Table:
     if table.num_columns and table.column(0).num_chunks > _MAX_CHUNKS:
         return table.combine_chunks()
@@ -118,15 +128,49 @@ class Shard:
 
     def _load(self, version: int) -> None:
         self.version = version  # the committed (catalog-named) version
-        self.table = storage.read(self.uri, version).select(self.spec.schema.names)
+        self.table = self._read(version)
         self.previous: tuple[int, pa.Table] | None = None
         self.staged: _Staged | None = None
-        self.head_is_committed = storage.latest_version(self.uri) == version
+        # The latest Lance version when it holds the committed rows (the committed version, or a restore of it);
+        # None when it may hold leftovers of an unfinished write: restore before writing.
+        self.head: int | None = version if storage.latest_version(self.uri) == version else None
         self.next_row_id = self._next_row_id(self.table)
         self.keys: KeyIndex | None = None  # index of self.table's keys; None: build when next needed
         self._key_cache: tuple[pa.Table, np.ndarray] | None = None
         self._work_keys: KeyIndex | None = None  # during a stage: index of the working table, or None
         self._keys_changed = False
+
+    def _read(self, version: int) -> pa.Table:
+        """``version``'s rows in schema order, with their addresses."""
+        table = storage.read(self.uri, version, addresses=True)
+        return table.select(self.spec.schema.names).append_column(_ADDRESS, table[ROW_ADDRESS])
+
+    def _persist(self, work: pa.Table, deleted: list[np.ndarray]) -> tuple[pa.Table, int]:
+        """Write a stage's net effect as one Lance commit: delete ``deleted`` addresses, append the new rows.
+
+        Rows a stage added have no address yet; they always form the tail of ``work`` (operations keep the
+        order of surviving rows and append their new rows), which is what ``rewrite`` appends and addresses.
+        """
+        fresh = work[ROW_ADDRESS].null_count
+        if not fresh and not deleted:
+            return work, self.version
+        keep = work.num_rows - fresh
+        new = work.slice(keep)
+        assert new[ROW_ADDRESS].null_count == fresh, "new rows are the tail of the working table"
+        gone = np.concatenate(deleted) if deleted else np.empty(0, np.uint64)
+        assert self.head is not None
+        try:
+            version, addresses = storage.rewrite(
+                self.uri, self.head, gone, new.drop_columns([ROW_ADDRESS]) if fresh else None
+            )
+        except BaseException:
+            self.head = None  # the commit may or may not have happened: restore before the next write
+            raise
+        if fresh:
+            position = new.schema.get_field_index(ROW_ADDRESS)
+            new = new.set_column(position, _ADDRESS, pa.array(addresses, pa.uint64()))
+            work = pa.concat_tables([work.slice(0, keep), new])
+        return work, version
 
     def _index(self, table: pa.Table) -> KeyIndex | None:
         """Tables with a primary key keep a hash index of it, for insert's duplicate check."""
@@ -145,36 +189,48 @@ class Shard:
         assert self.staged is None, "the host serialises writers"
         if base is not None and base != self.version:
             self._load(base)
-        if not self.head_is_committed:
-            storage.restore(self.uri, self.version)
-            self.head_is_committed = True
-        work, version, results = self.table, self.version, []
-        self._work_keys, self._keys_changed = self.keys, False
-        try:
+        if self.head is None:
+            self.head = storage.restore(self.uri, self.version)
+        if any(isinstance(op, Compact) for op in ops):
+            assert len(ops) == 1, "compaction is a write of its own"
+            work, version, results = self._compact(), self.head, [OpResult(0)]
+        else:
+            work, deleted, results = self.table, [], []
+            self._work_keys, self._keys_changed = self.keys, False
             for position, op in enumerate(ops):
                 try:
-                    work, new_version, result = self._apply(work, op)
+                    work, gone, result = self._apply(work, op)
                 except TesseraError as exc:
                     exc.op_position = position  # which of ``ops`` failed: a batch maps it to its operation
                     raise
-                version = new_version or version
+                if gone is not None and gone.num_rows:
+                    addresses = gone[ROW_ADDRESS]
+                    if addresses.null_count < len(addresses):  # rows this stage added were never written
+                        deleted.append(addresses.drop_null().to_numpy())
                 results.append(result)
-        except BaseException:
-            if version != self.version:
-                self._rollback()
-            raise
+            work, version = self._persist(work, deleted)
         if version != self.version:
-            self.head_is_committed = False
+            self.head = None  # until commit or abort says which version Lance's main line holds
         self.staged = _Staged(txn, version, _tidy(work))
         return StageResult(self.version, version, work.num_rows, tuple(results))
+
+    def _compact(self) -> pa.Table:
+        """Rewrite small fragments into large ones. Every address changes, so read the rows back."""
+        try:
+            self.head = storage.compact(self.uri)
+        except BaseException:
+            self.head = None
+            raise
+        return self._read(self.head)
 
     def commit(self, txn: str) -> None:
         staged = self.staged
         if staged is None or staged.txn != txn:
             return
+        if staged.version != self.version:  # a write: Lance's head is the new version
+            self.head = staged.version
         self.previous = (self.version, self.table)
         self.version, self.table, self.staged = staged.version, staged.table, None
-        self.head_is_committed = True
         if self._keys_changed:
             self.keys = self._work_keys
 
@@ -188,13 +244,16 @@ class Shard:
 
     def _rollback(self) -> None:
         try:
-            storage.restore(self.uri, self.version)
-            self.head_is_committed = True
+            self.head = storage.restore(self.uri, self.version)
         except Exception:  # the next stage retries the restore
             log.exception("restore of %s to version %s failed", self.uri, self.version)
-            self.head_is_committed = False
+            self.head = None
 
-    def _apply(self, work: pa.Table, op: ShardOp) -> tuple[pa.Table, int | None, OpResult]:
+    def _apply(self, work: pa.Table, op: ShardOp) -> tuple[pa.Table, pa.Table | None, OpResult]:
+        """Apply one operation to the working table, in memory: returns it, the rows it removed, the result.
+
+        New and changed rows join the table without an address; ``_persist`` writes them once per stage.
+        """
         if isinstance(op, Insert):
             return self._insert(work, op)
         if isinstance(op, Upsert):
@@ -203,11 +262,9 @@ class Shard:
             return self._delete(work, op)
         if isinstance(op, Update):
             return self._update(work, op)
-        if isinstance(op, Compact):
-            return work, storage.compact(self.uri), OpResult(0)
         raise TypeError(f"unknown shard operation {op!r}")
 
-    def _insert(self, work: pa.Table, op: Insert) -> tuple[pa.Table, int | None, OpResult]:
+    def _insert(self, work: pa.Table, op: Insert) -> tuple[pa.Table, pa.Table | None, OpResult]:
         rows = op.rows
         if rows.num_rows == 0:
             return work, None, OpResult(0, rows if op.return_rows else None)
@@ -216,10 +273,13 @@ class Shard:
             rows = rows.set_column(rows.schema.get_field_index(ROW_ID), ROW_ID, pa.array(ids, pa.int64()))
         else:
             self._check_unique(work, rows)
-        version = storage.append(self.uri, rows)
         if self.spec.assigns_row_ids:
             self.next_row_id += rows.num_rows
-        return pa.concat_tables([work, rows]), version, OpResult(rows.num_rows, rows if op.return_rows else None)
+        return (
+            pa.concat_tables([work, _unwritten(rows)]),
+            None,
+            OpResult(rows.num_rows, rows if op.return_rows else None),
+        )
 
     def _check_unique(self, work: pa.Table, rows: pa.Table) -> None:
         """Raise DuplicateKey if a key of ``rows`` repeats within them or exists in ``work``."""
@@ -254,18 +314,16 @@ class Shard:
         """An operation changed keys in a way the index does not track: rebuild it when next needed."""
         self._work_keys, self._keys_changed = None, True
 
-    def _upsert(self, work: pa.Table, op: Upsert) -> tuple[pa.Table, int | None, OpResult]:
+    def _upsert(self, work: pa.Table, op: Upsert) -> tuple[pa.Table, pa.Table | None, OpResult]:
         rows = op.rows
         if rows.num_rows == 0:
             return work, None, OpResult(0, rows if op.return_rows else None)
-        key = list(self.spec.key)
         last = self._last_per_key(rows)
-        version = storage.merge(self.uri, key, last, insert_missing=True)
+        hit = self._key_in(work, last)
         self._forget_keys()
-        keep = pc.invert(self._key_in(work, last))
         return (
-            pa.concat_tables([work.filter(keep), last]),
-            version,
+            pa.concat_tables([work.filter(pc.invert(hit)), _unwritten(last)]),
+            work.filter(hit),
             OpResult(rows.num_rows, last if op.return_rows else None),
         )
 
@@ -289,21 +347,21 @@ class Shard:
         hit[joined.filter(pc.field("_hit"))["_pos"].to_numpy()] = True
         return pa.array(hit)
 
-    def _delete(self, work: pa.Table, op: Delete) -> tuple[pa.Table, int | None, OpResult]:
+    def _delete(self, work: pa.Table, op: Delete) -> tuple[pa.Table, pa.Table | None, OpResult]:
         hit = matching(work, op.where, self.spec.key[0], op.keys)
         n = pc.sum(hit).as_py() or 0
         if n == 0:
             return work, None, OpResult(0)
-        keys = work.filter(hit).select(list(self.spec.key))
-        version = storage.delete_keys(self.uri, self.spec.key, keys)
+        gone = work.filter(hit)
+        keys = gone.select(list(self.spec.key))
         if self._work_keys is not None:  # drop the deleted keys rather than rebuilding the index later
             self._work_keys = self._work_keys.remove(hash_columns([keys[k] for k in self.spec.key]))
             self._keys_changed = True
         else:
             self._forget_keys()
-        return work.filter(pc.invert(hit)), version, OpResult(n)
+        return work.filter(pc.invert(hit)), gone, OpResult(n)
 
-    def _update(self, work: pa.Table, op: Update) -> tuple[pa.Table, int | None, OpResult]:
+    def _update(self, work: pa.Table, op: Update) -> tuple[pa.Table, pa.Table | None, OpResult]:
         hit = matching(work, op.where, self.spec.key[0], op.keys)
         n = pc.sum(hit).as_py() or 0
         if n == 0:
@@ -323,23 +381,30 @@ class Shard:
                     f"set.{name}: cannot store the new value as {target}: {exc}", field=f"set.{name}"
                 ) from exc
             updated = updated.set_column(updated.schema.get_field_index(name), name, column)
-        version = storage.merge(self.uri, self.spec.key, updated, insert_missing=False)
-        return pa.concat_tables([work.filter(pc.invert(hit)), updated]), version, OpResult(n)
+        return pa.concat_tables([work.filter(pc.invert(hit)), _unwritten(updated)]), matched, OpResult(n)
 
     # -- reads ----------------------------------------------------------------------------------------------
+    def rows_at(self, version: int) -> pa.Table:
+        """All rows of ``version``, as the user sees them."""
+        return self.table_at(version).drop_columns([ROW_ADDRESS])
+
     def table_at(self, version: int) -> pa.Table:
+        """``version``'s rows with their addresses: from memory when it is a version this shard holds."""
         if version == self.version:
             return self.table
         if self.staged is not None and version == self.staged.version:
             return self.staged.table  # committed in the catalog; our commit() call is on its way
         if self.previous is not None and version == self.previous[0]:
             return self.previous[1]
-        return storage.read(self.uri, version).select(self.spec.schema.names)
+        return self._read(version)
 
     def read(self, version: int, plan: ReadPlan) -> ReadResult:
         table = self.table_at(version)
         key_values = self._key_values(table) if plan.keys is not None else None
-        return read_table(table, plan, self.spec.key[0], key_values)
+        result = read_table(table, plan, self.spec.key[0], key_values)
+        if result.table is not None and ROW_ADDRESS in result.table.column_names:
+            return ReadResult(result.table.drop_columns([ROW_ADDRESS]), result.matched, result.extra)
+        return result
 
     def _key_values(self, table: pa.Table) -> np.ndarray | None:
         """The single integer key column of ``table`` as numpy, cached per table (point reads scan it)."""
@@ -357,7 +422,7 @@ class Shard:
 
     def cleanup(self, older_than: dt.timedelta) -> int:
         """Delete Lance versions the catalog no longer names (only when nothing is staged)."""
-        if self.staged is not None or not self.head_is_committed or storage.latest_version(self.uri) != self.version:
+        if self.staged is not None or self.head is None or storage.latest_version(self.uri) != self.head:
             return 0
         return storage.cleanup(self.uri, older_than)
 

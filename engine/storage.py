@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import lance
+import lance.fragment
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -21,6 +23,7 @@ from engine.errors import StorageError
 
 ROWS_PER_FILE = 4 * 1024 * 1024
 ROWS_PER_GROUP = 8192
+ROW_ADDRESS = "_rowaddr"  # Lance's name for a row's address: fragment id << 32 | offset in the fragment
 
 
 class _Translate:
@@ -62,9 +65,19 @@ def latest_version(uri: str) -> int:
         return lance.dataset(uri).version
 
 
-def read(uri: str, version: int, columns: Sequence[str] | None = None, where: pc.Expression | None = None) -> pa.Table:
+def read(
+    uri: str,
+    version: int,
+    columns: Sequence[str] | None = None,
+    where: pc.Expression | None = None,
+    *,
+    addresses: bool = False,
+) -> pa.Table:
+    """Rows of ``version``; with ``addresses``, plus their ``ROW_ADDRESS`` column (what ``rewrite`` deletes by)."""
     with _Translate(uri, "read"):
-        return lance.dataset(uri, version=version).to_table(columns=list(columns) if columns else None, filter=where)
+        return lance.dataset(uri, version=version).to_table(
+            columns=list(columns) if columns else None, filter=where, with_row_address=addresses
+        )
 
 
 def scan(
@@ -75,28 +88,69 @@ def scan(
         yield from ds.to_batches(columns=list(columns) if columns else None, batch_size=batch_size)
 
 
-def append(uri: str, table: pa.Table) -> int:
-    with _Translate(uri, "append"):
-        return lance.write_dataset(
-            table, uri, mode="append", max_rows_per_file=ROWS_PER_FILE, max_rows_per_group=ROWS_PER_GROUP
-        ).version
+def rewrite(uri: str, version: int, deleted: np.ndarray, rows: pa.Table | None) -> tuple[int, np.ndarray]:
+    """One Lance commit on top of ``version``: delete the rows at the addresses ``deleted``, append ``rows``.
+
+    The caller knows each row's address (``ROW_ADDRESS``: fragment id << 32 | offset), so deletes mark rows in
+    the fragments' deletion files directly, with no key scan or join (Lance's ``merge_insert`` costs 3x more
+    for a point update). Returns the new version and the addresses of the appended rows, in order.
+    """
+    with _Translate(uri, "write"):
+        ds = _opened.pop((uri, version), None) or lance.dataset(uri, version=version)
+        removed: list[int] = []
+        updated = []
+        if len(deleted):
+            fragments = deleted >> np.uint64(32)
+            offsets = deleted & np.uint64(0xFFFFFFFF)
+            for fid in np.unique(fragments):
+                fragment = ds.get_fragment(int(fid))
+                if fragment is None:
+                    raise StorageError(f"write failed on {uri}: fragment {int(fid)} is not in version {version}")
+                left = fragment.delete_rows(offsets[fragments == fid].tolist())
+                if left is None:
+                    removed.append(int(fid))
+                else:
+                    updated.append(left)
+        created = []
+        if rows is not None and rows.num_rows:
+            created = lance.fragment.write_fragments(
+                rows, ds, schema=rows.schema, max_rows_per_file=ROWS_PER_FILE, max_rows_per_group=ROWS_PER_GROUP
+            )
+        if not removed and not updated and not created:
+            return version, np.empty(0, np.uint64)
+        if removed or updated:
+            operation: Any = lance.LanceOperation.Update(
+                removed_fragment_ids=removed, updated_fragments=updated, new_fragments=created
+            )
+        else:
+            operation = lance.LanceOperation.Append(created)
+        before = max((f.fragment_id for f in ds.get_fragments()), default=-1)
+        after = lance.LanceDataset.commit(uri, operation, read_version=version)
+        _remember(uri, after)
+        return after.version, _new_addresses(after, before, [m.physical_rows for m in created])
 
 
-def delete_keys(uri: str, keys: Sequence[str], rows: pa.Table) -> int:
-    """Delete the rows whose key columns match ``rows`` (a table of key values): no filter text involved."""
-    with _Translate(uri, "delete"):
-        lance.dataset(uri).merge_insert(list(keys)).when_matched_delete().execute(rows.select(list(keys)))
-        return lance.dataset(uri).version
+# The dataset each write committed, by (uri, version): the next write on a shard starts from it without opening
+# the dataset again (an open reads the manifest: ~0.5 ms of a ~4 ms point write).
+_opened: dict[tuple[str, int], lance.LanceDataset] = {}
+_OPENED_MAX = 256
 
 
-def merge(uri: str, keys: Sequence[str], table: pa.Table, *, insert_missing: bool) -> int:
-    """Replace the rows whose keys match ``table``'s; with ``insert_missing`` add the others (upsert)."""
-    with _Translate(uri, "merge"):
-        builder = lance.dataset(uri).merge_insert(list(keys)).when_matched_update_all()
-        if insert_missing:
-            builder = builder.when_not_matched_insert_all()
-        builder.execute(table)
-        return lance.dataset(uri).version
+def _remember(uri: str, ds: lance.LanceDataset) -> None:
+    if len(_opened) >= _OPENED_MAX:
+        _opened.pop(next(iter(_opened)))
+    _opened[(uri, ds.version)] = ds
+
+
+def _new_addresses(ds: lance.LanceDataset, before: int, sizes: list[int]) -> np.ndarray:
+    """Addresses of the rows of the fragments a commit created (ids above ``before``, assigned in order)."""
+    ids = sorted(f.fragment_id for f in ds.get_fragments() if f.fragment_id > before)
+    if len(ids) != len(sizes):
+        raise StorageError(f"write on {ds.uri}: expected {len(sizes)} new fragments, found {len(ids)}")
+    parts = [
+        (np.uint64(fid) << np.uint64(32)) + np.arange(n, dtype=np.uint64) for fid, n in zip(ids, sizes, strict=True)
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, np.uint64)
 
 
 def restore(uri: str, version: int) -> int:

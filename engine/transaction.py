@@ -117,12 +117,12 @@ class Coordinator:
                 if not states:
                     raise TableNotFound(w.spec.table_id)
                 bases[w.spec.table_id] = [s.version for s in states]
-        self._acquire(work, txn)
+        after = self._acquire(work, txn)
         refs = [
             self.host(w.spec.table_id, w.spec.shard).stage.remote(
-                w.spec, txn, bases[w.spec.table_id][w.spec.shard], w.ops
+                w.spec, txn, bases[w.spec.table_id][w.spec.shard], w.ops, after[i]
             )
-            for w in work
+            for i, w in enumerate(work)
         ]
         results: list[StageResult | None] = []
         failure: TesseraError | None = None
@@ -138,7 +138,7 @@ class Coordinator:
                 if failure is None or (isinstance(exc, UserError) and not isinstance(failure, UserError)):
                     failure = exc
         if failure is not None:
-            self._finish(work, results, txn, commit=False)
+            self._finish(work, [True] * len(work), txn, commit=False)  # some slots may be held without a stage
             raise failure
         faults.point("after_stage_all")
         staged = [r for r in results if r is not None]
@@ -165,21 +165,29 @@ class Coordinator:
         self._finish(work, results, txn, commit=True)
         return staged
 
-    def _acquire(self, work: Sequence[ShardWork], txn: str) -> None:
-        """Take the slots of all but the last shard in (table, shard) order; the last one's stage takes its own."""
-        ordered = sorted(work, key=lambda w: (w.spec.table_id, w.spec.shard))
-        assert len({(w.spec.table_id, w.spec.shard) for w in ordered}) == len(ordered), "one ShardWork per shard"
-        taken: list[ShardWork] = []
-        try:
-            for w in ordered[:-1]:
-                resolve(self.host(w.spec.table_id, w.spec.shard).acquire.remote(w.spec.table_id, w.spec.shard, txn))
-                taken.append(w)
-        except BaseException:
-            for w in taken:
-                self.host(w.spec.table_id, w.spec.shard).finish.remote(w.spec.table_id, w.spec.shard, txn, False)
-            raise
+    def _acquire(self, work: Sequence[ShardWork], txn: str) -> list[Any]:
+        """Chain the slot acquisitions in (table, shard) order; returns, per work item, what its stage waits for.
 
-    def _finish(self, work: Sequence[ShardWork], results: Sequence[StageResult | None], txn: str, commit: bool) -> None:
+        Each ``acquire`` takes the previous one's result as an argument, so Ray starts it only once the lower
+        slot is held: no round trip per slot. The stage of a shard waits for its own acquire (the last shard's
+        stage, for the one before it, and takes its slot itself). So a writer only ever waits for a slot above
+        every slot it holds, and concurrent writers never wait for each other in a cycle.
+        """
+        order = sorted(range(len(work)), key=lambda i: (work[i].spec.table_id, work[i].spec.shard))
+        assert len({(w.spec.table_id, w.spec.shard) for w in work}) == len(work), "one ShardWork per shard"
+        after: list[Any] = [None] * len(work)
+        if not work:
+            return after
+        previous = None
+        for i in order[:-1]:
+            spec = work[i].spec
+            previous = after[i] = self.host(spec.table_id, spec.shard).acquire.remote(
+                spec.table_id, spec.shard, txn, previous
+            )
+        after[order[-1]] = previous
+        return after
+
+    def _finish(self, work: Sequence[ShardWork], results: Sequence[object], txn: str, commit: bool) -> None:
         # Not awaited: the next writer of a shard waits for its slot, and readers of the new version are served
         # from the staged copy until this arrives.
         for w, r in zip(work, results, strict=True):
