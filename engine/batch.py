@@ -355,25 +355,36 @@ def _group(plans: Sequence[_Planned]) -> tuple[list[ShardWork], _Origin]:
     """One ShardWork per shard with its ops in batch order.
 
     Consecutive inserts (or upserts) on a shard are merged into one shard op, so a batch of many single-row
-    writes is one Lance write per shard instead of one per row. That keeps their meaning: an upsert's last row
-    for a key wins, and inserts that collide fail together just as they would one by one.
+    writes is one write per shard instead of one per row. That keeps their meaning: an upsert's last row
+    for a key wins, and inserts that collide fail together just as they would one by one. Merged rows become
+    one contiguous table (Ray serialises each chunk of a table separately).
     """
-    by_shard: dict[tuple[str, int], tuple[Any, list[ShardOp], list[list[tuple[int, int | None]]]]] = {}
+    # per shard: its spec, its ops (each with the row tables merged into it), and where each op came from
+    by_shard: dict[
+        tuple[str, int], tuple[Any, list[tuple[ShardOp, list[pa.Table]]], list[list[tuple[int, int | None]]]]
+    ] = {}
     for p in plans:
         for key, shard_op in p.shard_ops.items():
             _, ops, origin = by_shard.setdefault(key, (p.specs[key], [], []))
-            last = ops[-1] if ops else None
+            last = ops[-1][0] if ops else None
             if isinstance(shard_op, (Insert, Upsert)) and type(last) is type(shard_op):
                 assert isinstance(last, (Insert, Upsert))
                 if len(origin[-1]) == 1 and origin[-1][0][1] is None:
                     origin[-1] = [(origin[-1][0][0], last.rows.num_rows)]
-                ops[-1] = replace(last, rows=pa.concat_tables([last.rows, shard_op.rows]))
+                ops[-1][1].append(shard_op.rows)
                 origin[-1].append((p.index, shard_op.rows.num_rows))
             else:
-                ops.append(shard_op)
+                ops.append((shard_op, [shard_op.rows] if isinstance(shard_op, (Insert, Upsert)) else []))
                 origin.append([(p.index, None)])
-    work = [ShardWork(spec, tuple(ops)) for spec, ops, _ in by_shard.values()]
+    work = [ShardWork(spec, tuple(_merged(op, rows) for op, rows in ops)) for spec, ops, _ in by_shard.values()]
     return work, [origin for _, _, origin in by_shard.values()]
+
+
+def _merged(op: ShardOp, rows: list[pa.Table]) -> ShardOp:
+    if len(rows) < 2:
+        return op
+    assert isinstance(op, (Insert, Upsert))
+    return replace(op, rows=pa.concat_tables(rows).combine_chunks())
 
 
 def _affected(plans: Sequence[_Planned], staged: Sequence[StageResult], origin: _Origin) -> dict[int, int]:

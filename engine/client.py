@@ -451,6 +451,8 @@ class Table:
             return [ShardWork(specs[0], (kind(table, return_rows),))]
         if schema.primary_key:
             ids = shard_ids([table[k] for k in schema.primary_key], n)
+            if table.num_rows == 1:  # a batch's single-row writes: no reordering needed
+                return [ShardWork(specs[int(ids[0])], (kind(table, return_rows),))]
             order = np.argsort(ids, kind="stable")
             counts = np.bincount(ids, minlength=n)
             table = table.take(pa.array(order))
