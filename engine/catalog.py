@@ -19,7 +19,8 @@ from typing import Protocol
 
 import orjson
 
-from engine.errors import CommitConflict, EngineError, TableExists, TableNotFound
+from engine.computed import Stats
+from engine.errors import CommitConflict, Conflict, EngineError, TableExists, TableNotFound
 from engine.schema import TableSchema
 
 
@@ -37,6 +38,7 @@ class TableRecord:
     shards: int
     created_at: str
     version: int  # increases by one with every commit that touches the table
+    layout: int = 0  # increases by one with every schema change (a computed column added or dropped)
 
 
 class IdempotencyRace(EngineError):
@@ -57,6 +59,29 @@ class IdempotencyRecord:
     response: str  # JSON
 
 
+class SchemaChanged(Conflict):
+    """A write planned against a table's old schema: a computed column was added or dropped meanwhile."""
+
+    code = "schema_changed"
+
+    def __init__(self, table_id: str) -> None:
+        super().__init__(
+            "the table's columns changed (a computed column was added or dropped) while this write ran; retry it",
+            table_id=table_id,
+        )
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    """Replace a table's schema (its computed columns) in a commit, provided its layout is still ``layout``."""
+
+    table_id: str
+    layout: int
+    schema: TableSchema
+    stats: tuple[tuple[str, Stats], ...] = ()  # computed column name -> what its computation did
+    bump: bool = True  # False: only the stats change (a recompute), not the columns
+
+
 @dataclass(frozen=True)
 class ShardChange:
     """Publish ``new_version`` for a shard, provided the catalog still names ``base_version``."""
@@ -75,7 +100,14 @@ class Catalog(Protocol):
     def get_table_by_id(self, table_id: str) -> TableRecord | None: ...
     def list_tables(self) -> list[TableRecord]: ...
     def snapshot(self, table_id: str) -> list[ShardState]: ...
-    def commit(self, changes: Sequence[ShardChange], record: IdempotencyRecord | None = None) -> None: ...
+    def commit(
+        self,
+        changes: Sequence[ShardChange],
+        record: IdempotencyRecord | None = None,
+        layouts: dict[str, int] | None = None,
+        schema: SchemaChange | None = None,
+    ) -> None: ...
+    def computed_stats(self, table_id: str) -> dict[str, Stats]: ...
     def get_record(self, key: str) -> IdempotencyRecord | None: ...
     def put_record(self, record: IdempotencyRecord) -> None: ...
     def get_meta(self, key: str) -> str | None: ...
@@ -97,6 +129,14 @@ CREATE TABLE IF NOT EXISTS shards (
     version INTEGER NOT NULL,
     row_count INTEGER NOT NULL,
     PRIMARY KEY (table_id, shard)
+);
+CREATE TABLE IF NOT EXISTS computed_stats (
+    table_id TEXT NOT NULL REFERENCES tables(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    last_computed TEXT,
+    computation_time_ms REAL,
+    errors INTEGER NOT NULL,
+    PRIMARY KEY (table_id, name)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -123,7 +163,10 @@ class SqliteCatalog:
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._conn().executescript(_SCHEMA)
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        if "layout" not in {row[1] for row in conn.execute("PRAGMA table_info(tables)")}:  # older catalogs
+            conn.execute("ALTER TABLE tables ADD COLUMN layout INTEGER NOT NULL DEFAULT 0")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -160,7 +203,7 @@ class SqliteCatalog:
             if db.execute("SELECT 1 FROM tables WHERE name = ?", (record.name,)).fetchone():
                 raise TableExists(record.name)
             db.execute(
-                "INSERT INTO tables VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tables (id, name, schema, shards, created_at, version, layout) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
                     record.name,
@@ -168,6 +211,7 @@ class SqliteCatalog:
                     record.shards,
                     record.created_at,
                     record.version,
+                    record.layout,
                 ),
             )
             db.executemany(
@@ -185,17 +229,29 @@ class SqliteCatalog:
             return self._get(db, name)
 
     def get_table_by_id(self, table_id: str) -> TableRecord | None:
-        row = self._conn().execute("SELECT * FROM tables WHERE id = ?", (table_id,)).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT id, name, schema, shards, created_at, version, layout FROM tables WHERE id = ?", (table_id,)
+            )
+            .fetchone()
+        )
         return _record(row) if row else None
 
     def _get(self, db: sqlite3.Connection, name: str) -> TableRecord:
-        row = db.execute("SELECT * FROM tables WHERE name = ?", (name,)).fetchone()
+        row = db.execute(
+            "SELECT id, name, schema, shards, created_at, version, layout FROM tables WHERE name = ?", (name,)
+        ).fetchone()
         if row is None:
             raise TableNotFound(name)
         return _record(row)
 
     def list_tables(self) -> list[TableRecord]:
-        rows = self._conn().execute("SELECT * FROM tables ORDER BY name").fetchall()
+        rows = (
+            self._conn()
+            .execute("SELECT id, name, schema, shards, created_at, version, layout FROM tables ORDER BY name")
+            .fetchall()
+        )
         return [_record(r) for r in rows]
 
     def snapshot(self, table_id: str) -> list[ShardState]:
@@ -215,14 +271,47 @@ class SqliteCatalog:
             ).fetchall()
         return record, [ShardState(v, n) for v, n in rows]
 
-    def commit(self, changes: Sequence[ShardChange], record: IdempotencyRecord | None = None) -> None:
+    def commit(
+        self,
+        changes: Sequence[ShardChange],
+        record: IdempotencyRecord | None = None,
+        layouts: dict[str, int] | None = None,
+        schema: SchemaChange | None = None,
+    ) -> None:
         """Publish every change or none: raises CommitConflict if any shard moved on since its base version.
 
         ``record`` is stored in the same transaction, so a write and its idempotency record are durable together.
+        ``layouts`` (table id -> layout the write was planned on) raises SchemaChanged if a table's columns changed
+        meanwhile; ``schema`` replaces a table's schema in the same transaction as its shards' new versions.
         """
         with self._write() as db:
             if record is not None:
                 self._put_record(db, record)
+            expected = dict(layouts or {})
+            if schema is not None:
+                expected[schema.table_id] = schema.layout
+            for table_id, layout in expected.items():
+                row = db.execute("SELECT layout FROM tables WHERE id = ?", (table_id,)).fetchone()
+                if row is None:
+                    raise TableNotFound(table_id)
+                if row[0] != layout:
+                    raise SchemaChanged(table_id)
+            if schema is not None:
+                db.execute(
+                    "UPDATE tables SET schema = ?, layout = layout + ? WHERE id = ?",
+                    (orjson.dumps(schema.schema.to_dict()).decode(), int(schema.bump), schema.table_id),
+                )
+                db.execute(
+                    "DELETE FROM computed_stats WHERE table_id = ? AND name NOT IN (SELECT value FROM json_each(?))",
+                    (schema.table_id, orjson.dumps([c.name for c in schema.schema.computed]).decode()),
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO computed_stats VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (schema.table_id, name, st.last_computed, st.computation_time_ms, st.errors)
+                        for name, st in schema.stats
+                    ],
+                )
             for c in changes:
                 cur = db.execute(
                     "UPDATE shards SET version = ?, row_count = ? WHERE table_id = ? AND shard = ? AND version = ?",
@@ -243,6 +332,20 @@ class SqliteCatalog:
             self._conn().execute("SELECT key, request_hash, response FROM idempotency WHERE key = ?", (key,)).fetchone()
         )
         return IdempotencyRecord(*row) if row else None
+
+    def computed_stats(self, table_id: str) -> dict[str, Stats]:
+        rows = self._conn().execute(
+            "SELECT name, last_computed, computation_time_ms, errors FROM computed_stats WHERE table_id = ?",
+            (table_id,),
+        )
+        return {name: Stats(last, ms, errors) for name, last, ms, errors in rows}
+
+    def set_computed_stats(self, table_id: str, name: str, stats: Stats) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO computed_stats VALUES (?, ?, ?, ?, ?)",
+                (table_id, name, stats.last_computed, stats.computation_time_ms, stats.errors),
+            )
 
     def put_record(self, record: IdempotencyRecord) -> None:
         with self._write() as db:
@@ -271,5 +374,7 @@ class SqliteCatalog:
 
 
 def _record(row: tuple) -> TableRecord:
-    table_id, name, schema, shards, created_at, version = row
-    return TableRecord(table_id, name, TableSchema.from_dict(name, orjson.loads(schema)), shards, created_at, version)
+    table_id, name, schema, shards, created_at, version, layout = row
+    return TableRecord(
+        table_id, name, TableSchema.from_dict(name, orjson.loads(schema)), shards, created_at, version, layout
+    )

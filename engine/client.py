@@ -17,6 +17,7 @@ import functools
 import logging
 import random
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,16 +30,32 @@ import pyarrow.compute as pc
 
 from engine import runtime, storage
 from engine.batch import BatchResult, run_batch
-from engine.catalog import ShardState, SqliteCatalog, TableRecord, now_iso
+from engine.catalog import SchemaChange, ShardState, SqliteCatalog, TableRecord, now_iso
 from engine.coerce import coerce_value, conform_table, decode_json_cells, rows_to_table
+from engine.computed import ComputedColumn, DependencyConflict, Stats, define, dependents, group_by
 from engine.config import Settings
-from engine.errors import InvalidRequest, RowNotFound, TooLarge
+from engine.derived import DerivedCache, attach
+from engine.errors import ColumnNotFound, InvalidRequest, RowNotFound, TooLarge
 from engine.expressions import compile_expression
 from engine.hashing import shard_ids
-from engine.plan import Compact, Delete, Direction, Insert, ReadPlan, ShardSpec, Update, Upsert
+from engine.plan import (
+    AddColumn,
+    ColumnKernel,
+    Compact,
+    Delete,
+    Direction,
+    DropColumn,
+    Insert,
+    ReadPlan,
+    Recompute,
+    ShardSpec,
+    Update,
+    Upsert,
+)
 from engine.schema import TableSchema, build_schema, check_name
-from engine.shard import sort_keys
+from engine.shard import read_table, sort_keys
 from engine.transaction import Coordinator, ShardWork, resolve
+from engine.types import arrow_type
 from engine.where import compile_where, key_values, parse_where
 
 if TYPE_CHECKING:
@@ -87,13 +104,54 @@ def connect(
 
 
 def _specs(record: TableRecord, root: str) -> tuple[ShardSpec, ...]:
-    return _shard_specs(record.id, record.name, record.schema, record.shards, root)
+    return _shard_specs(record.id, record.name, record.schema, record.shards, root, record.layout)
+
+
+def kernels(schema: TableSchema) -> tuple[ColumnKernel, ...]:
+    """The expression columns as shards compute them, in dependency (creation) order."""
+    return tuple(
+        ColumnKernel(c.name, compile_expression(c.expression, schema, field="expression"), c.on_error, c.stored)
+        for c in schema.computed
+        if c.column_type == "expression"
+    )
+
+
+def _with(record: TableRecord, schema: TableSchema) -> TableRecord:
+    return TableRecord(record.id, record.name, schema, record.shards, record.created_at, record.version, record.layout)
+
+
+def _attach_on(column: ComputedColumn, schema: TableSchema) -> tuple[str, ...]:
+    """The columns an aggregate's (group_by) or a window's (the key) values are matched to rows by."""
+    return group_by(column.parameters) if column.column_type == "aggregate" else schema.key
+
+
+def _in_order(schema: TableSchema, names: Sequence[str]) -> list[str]:
+    """Every column of a result, in the schema's order (``_row_id`` last)."""
+    order = {c: i for i, c in enumerate(schema.readable)}
+    return sorted(names, key=lambda c: order.get(c, len(order)))
+
+
+def _empty(schema: TableSchema) -> pa.Table:
+    return schema.arrow_schema().empty_table()
+
+
+def _column_info(column: ComputedColumn, stats: Stats | None) -> dict[str, Any]:
+    stats = stats or Stats()
+    return {
+        **column.to_dict(),
+        "last_computed": stats.last_computed,
+        "computation_time_ms": stats.computation_time_ms,
+        "errors": stats.errors,
+    }
 
 
 @functools.lru_cache(maxsize=4096)
-def _shard_specs(table_id: str, name: str, schema: TableSchema, shards: int, root: str) -> tuple[ShardSpec, ...]:
+def _shard_specs(
+    table_id: str, name: str, schema: TableSchema, shards: int, root: str, layout: int = 0
+) -> tuple[ShardSpec, ...]:
     """Cached on what specs depend on (not the record's version, which changes with every commit)."""
     arrow = schema.arrow_schema()
+    compiled = kernels(schema)
     return tuple(
         ShardSpec(
             table_id,
@@ -104,6 +162,8 @@ def _shard_specs(table_id: str, name: str, schema: TableSchema, shards: int, roo
             schema.key,
             arrow,
             not schema.primary_key,
+            layout,
+            compiled,
         )
         for i in range(shards)
     )
@@ -122,6 +182,7 @@ class Database:
             self.catalog.set_meta("hosts", hosts)
         self.coordinator = Coordinator(self.catalog, runtime.host_pool(self.root, int(hosts), settings.lease_seconds))
         self.default_shards = settings.shards or runtime.cluster_cpus()
+        self.derived = DerivedCache()
         self._reconcile()
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
@@ -271,14 +332,123 @@ class Table:
         record, states, _ = self.db._resolve(self.name)
         return {
             "name": record.name,
-            "column_count": len(record.schema.columns),
+            "column_count": len(record.schema.columns) + len(record.schema.computed),
             "row_count": sum(s.row_count for s in states),
-            "columns": [{**c.to_dict(), "is_computed": False} for c in record.schema.columns],
+            "columns": [{**c.to_dict(), "is_computed": False} for c in record.schema.columns]
+            + [
+                {"name": c.name, "type": c.type, "nullable": True, "is_computed": True, "column_type": c.column_type}
+                for c in record.schema.computed
+            ],
             "created_at": record.created_at,
             "primary_key": list(record.schema.primary_key) or None,
             "shards": record.shards,
             "version": record.version,
         }
+
+    # -- computed columns -----------------------------------------------------------------------------------
+    def add_computed_column(
+        self,
+        name: str,
+        column_type: str,
+        expression: str,
+        *,
+        dependencies: Sequence[str] | None = None,
+        parameters: dict[str, Any] | None = None,
+        cache_results: bool = True,
+    ) -> dict[str, Any]:
+        """Add a computed column (see ``engine.computed``) and compute it; returns its info.
+
+        A stored expression column is computed over every row and written in the same transaction that adds
+        it: with ``parameters.on_error == "abort"`` a failing cell fails the whole call and changes nothing.
+        """
+        record, states, specs = self.db._resolve(self.name)
+        column = define(
+            record.schema,
+            name,
+            column_type,
+            expression,
+            list(dependencies) if dependencies is not None else None,
+            parameters,
+            cache_results,
+            now_iso(),
+        )
+        schema = record.schema.with_computed(column)
+        start = time.perf_counter()
+        errors = 0
+        if column.stored:
+            new_specs = _shard_specs(record.id, record.name, schema, record.shards, self.db.root, record.layout)
+            change = SchemaChange(record.id, record.layout, schema, ((name, Stats(now_iso(), None, 0)),))
+            staged = self.db.coordinator.run([ShardWork(s, (AddColumn(name),)) for s in new_specs], schema=change)
+            errors = sum(r.results[0].errors for r in staged)
+        else:
+            if column.whole_table:  # computes now, so a bad definition fails here, not on the next read
+                kernels(schema)
+                self.db.derived.values(self.db.coordinator, _with(record, schema), states, specs, column)
+            else:
+                kernels(schema)
+            self.db.coordinator.run([], schema=SchemaChange(record.id, record.layout, schema))
+        elapsed = (time.perf_counter() - start) * 1000
+        self._record_stats(name, Stats(now_iso(), round(elapsed, 3), errors))
+        return self.computed_column(name)
+
+    def computed_columns(self) -> list[dict[str, Any]]:
+        record = self.db.catalog.get_table(self.name)
+        stats = self.db.catalog.computed_stats(record.id)
+        return [_column_info(c, stats.get(c.name)) for c in record.schema.computed]
+
+    def computed_column(self, name: str) -> dict[str, Any]:
+        record = self.db.catalog.get_table(self.name)
+        column = record.schema.computed_column(name)
+        if column is None:
+            raise ColumnNotFound(self.name, name, "computed column")
+        return _column_info(column, self.db.catalog.computed_stats(record.id).get(name))
+
+    def drop_computed_column(self, name: str) -> None:
+        """Drop a computed column; 409 while other computed columns read it."""
+        record = self.db.catalog.get_table(self.name)
+        column = record.schema.computed_column(name)
+        if column is None:
+            raise ColumnNotFound(self.name, name, "computed column")
+        users = dependents(record.schema, name)
+        if users:
+            raise DependencyConflict(
+                f"computed column '{name}' is used by {', '.join(users)}; drop those first", column=name, used_by=users
+            )
+        schema = record.schema.without_computed(name)
+        change = SchemaChange(record.id, record.layout, schema)
+        if column.stored:
+            new_specs = _shard_specs(record.id, record.name, schema, record.shards, self.db.root, record.layout)
+            self.db.coordinator.run([ShardWork(s, (DropColumn(name),)) for s in new_specs], schema=change)
+        else:
+            self.db.coordinator.run([], schema=change)
+
+    def recompute(self, name: str, where: Any = None) -> dict[str, Any]:
+        """Compute a computed column again: every row, or those matching ``where`` (stored columns)."""
+        record, states, specs = self.db._resolve(self.name)
+        column = record.schema.computed_column(name)
+        if column is None:
+            raise ColumnNotFound(self.name, name, "computed column")
+        start = time.perf_counter()
+        errors, rows = 0, 0
+        if column.stored:
+            clauses = parse_where(where)
+            expr = compile_where(clauses, record.schema)
+            op = Recompute(name, expr, everything=where is None)
+            change = SchemaChange(record.id, record.layout, record.schema, bump=False)
+            staged = self.db.coordinator.run([ShardWork(s, (op,)) for s in specs], schema=change)
+            rows = sum(r.results[0].rows_affected for r in staged)
+            errors = sum(r.results[0].errors for r in staged)
+        elif column.whole_table:
+            self.db.derived.values(self.db.coordinator, record, states, specs, column, fresh=True)
+            rows = self.count(where)
+        else:
+            rows = self.count(where)
+        elapsed = (time.perf_counter() - start) * 1000
+        self._record_stats(name, Stats(now_iso(), round(elapsed, 3), errors))
+        return {"column": name, "rows_recomputed": rows, "computation_time_ms": round(elapsed, 3), "errors": errors}
+
+    def _record_stats(self, name: str, stats: Stats) -> None:
+        self.db.catalog.set_computed_stats(self.db.catalog.get_table(self.name).id, name, stats)
 
     # -- writes ---------------------------------------------------------------------------------------------
     def insert(
@@ -379,19 +549,60 @@ class Table:
         expr = compile_where(clauses, schema)
         targets, keys = self._route(clauses, schema, record.shards)
         needed = None if columns is None else tuple(dict.fromkeys([*columns, *(c for c, _ in order)]))
-        plan = ReadPlan(needed, expr, order, None if limit is None else min(offset + limit, MAX_ROWS), keys=keys)
-        results = self.db.coordinator.read([specs[i] for i in targets], [states[i].version for i in targets], plan)
-        tables = [r.table for r in results if r.table is not None]
-        merged = pa.concat_tables(tables) if tables else schema.arrow_schema().empty_table()
-        if order and len(tables) > 1:
-            merged = merged.take(pc.sort_indices(merged, sort_keys(order)))
+        top = None if limit is None else min(offset + limit, MAX_ROWS)
+        whole = {c.name: c for c in schema.computed if c.whole_table}
+        wanted = [n for n in whole if columns is None or n in columns]
+        late = {c.column for c in clauses} | {c for c, _ in order}
+        if whole and late & set(whole):  # filters or sorts on aggregate / window values: attach them first
+            merged = self._with_whole(record, states, specs, self._read_all(schema, states, specs), list(whole))
+            result = read_table(merged, ReadPlan(None, expr, order, top), schema.key[0])
+            assert result.table is not None
+            results: list[Any] = [result]
+            merged = result.table
+        else:
+            if needed is not None and wanted:  # the columns values attach by: group_by columns, or the key
+                extra = [g for n in wanted for g in _attach_on(whole[n], schema)]
+                needed = tuple(dict.fromkeys([*needed, *extra]))
+            plan = ReadPlan(needed, expr, order, top, keys=keys)
+            results = self.db.coordinator.read([specs[i] for i in targets], [states[i].version for i in targets], plan)
+            tables = [r.table for r in results if r.table is not None]
+            merged = pa.concat_tables(tables) if tables else _empty(schema)
+            if order and len(tables) > 1:
+                merged = merged.take(pc.sort_indices(merged, sort_keys(order)))
         start = min(offset, merged.num_rows)  # Arrow offsets are 64-bit; a huge offset is just past the end
         merged = merged.slice(start, limit) if limit is not None else merged.slice(start)
-        if columns is not None:
-            merged = merged.select(list(columns))
+        if wanted and not (late & set(whole)):
+            merged = self._with_whole(record, states, specs, merged, wanted)
+        merged = merged.select(list(columns) if columns is not None else _in_order(schema, merged.column_names))
         return QueryResult(merged, sum(r.matched for r in results), offset)
 
+    def _read_all(self, schema: TableSchema, states: Sequence[ShardState], specs: Sequence[ShardSpec]) -> pa.Table:
+        results = self.db.coordinator.read(list(specs), [s.version for s in states], ReadPlan())
+        tables = [r.table for r in results if r.table is not None]
+        return pa.concat_tables(tables) if tables else _empty(schema)
+
+    def _with_whole(
+        self,
+        record: TableRecord,
+        states: Sequence[ShardState],
+        specs: Sequence[ShardSpec],
+        rows: pa.Table,
+        names: Sequence[str],
+    ) -> pa.Table:
+        """``rows`` with the values of aggregate / window columns ``names`` attached."""
+        for name in names:
+            column = record.schema.computed_column(name)
+            assert column is not None
+            values = self.db.derived.values(self.db.coordinator, record, states, specs, column)
+            rows = rows.append_column(name, attach(rows, values, name).cast(arrow_type(column.type)))
+        return rows
+
     def count(self, where: Any = None) -> int:
+        schema = self.schema
+        if where is not None and {c.column for c in parse_where(where)} & {
+            c.name for c in schema.computed if c.whole_table
+        }:
+            return self.query(select=list(schema.key), where=where).total_count
         if where is None:
             _, states, _ = self.db._resolve(self.name)
             return sum(s.row_count for s in states)
@@ -490,6 +701,10 @@ class Table:
         out = []
         for name, value in values.items():
             column = schema.column(name, "set")
+            if schema.computed_column(name) is not None:
+                raise InvalidRequest(
+                    f"set.{name}: '{name}' is a computed column; it cannot be set", field=f"set.{name}"
+                )
             if name in schema.key:
                 raise InvalidRequest(
                     f"set.{name}: the primary key cannot be updated; delete and insert instead", field=f"set.{name}"

@@ -244,6 +244,10 @@ def rows_to_table(
             raise InvalidRequest(
                 f"{field}[{row}]: '{ROW_ID}' is assigned by the engine", field=f"{field}[{row}].{name}"
             )
+        if schema.computed_column(name) is not None:
+            raise InvalidRequest(
+                f"{field}[{row}]: '{name}' is a computed column; it cannot be written", field=f"{field}[{row}].{name}"
+            )
         raise ColumnNotFound(schema.table, name, f"{field}[{row}]")
     errors: list[FieldError] = []
     arrays, names = [], []
@@ -272,6 +276,8 @@ def coerce_value(column: Column, value: Any, loc: Loc) -> pa.Scalar:
 def conform_table(table: pa.Table, schema: TableSchema) -> pa.Table:
     """Check and cast an Arrow table supplied by a Python caller; zero-copy where the types already match."""
     for name in table.column_names:
+        if schema.computed_column(name) is not None:
+            raise InvalidRequest(f"'{name}' is a computed column; it cannot be written", field=name)
         if not schema.has(name) or name == ROW_ID:
             raise ColumnNotFound(schema.table, name, "the inserted table")
     errors: list[FieldError] = []

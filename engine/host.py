@@ -56,7 +56,9 @@ class ShardHost:
         key = (spec.table_id, spec.shard)
         with self._mutex:
             shard = self._shards.get(key)
-            if shard is None or (shard.staged is None and version > shard.version) or shard.spec != spec:
+            # A spec that differs (a computed column added or dropped) reaches the shard through a stage: it
+            # becomes the shard's when that stage commits.
+            if shard is None or (shard.staged is None and version > shard.version):
                 shard = Shard(spec, version)
                 self._shards[key] = shard
             return shard
@@ -92,7 +94,7 @@ class ShardHost:
         self.acquire(spec.table_id, spec.shard, txn)
         try:
             shard = self._shard(spec, base)
-            return shard.stage(txn, base if base > shard.version else None, ops)
+            return shard.stage(txn, base if base > shard.version else None, ops, spec)
         except BaseException:
             self._release(key, txn)
             raise
@@ -119,11 +121,11 @@ class ShardHost:
                 slot.cond.notify_all()
 
     def read(self, spec: ShardSpec, version: int, plan: ReadPlan) -> ReadResult:
-        return self._shard(spec, version).read(version, plan)
+        return self._shard(spec, version).read(version, plan, spec.computed)
 
     def scan(self, spec: ShardSpec, version: int) -> pa.Table:
         """All rows of a shard at ``version`` (a block of a Ray Dataset)."""
-        return self._shard(spec, version).rows_at(version)
+        return self._shard(spec, version).rows_at(version, spec.computed)
 
     def maintain(self, spec: ShardSpec, version: int, min_fragments: int, retention_seconds: float) -> bool:
         """Clean up unnamed versions; True if the shard has enough small fragments to be worth compacting."""

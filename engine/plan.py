@@ -8,6 +8,8 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.expressions import Compiled
+
 Direction = Literal["ascending", "descending"]
 
 
@@ -23,6 +25,20 @@ class ShardSpec:
     key: tuple[str, ...]
     schema: pa.Schema
     assigns_row_ids: bool  # tables without a primary key: the shard assigns ``_row_id``
+    layout: int = 0  # the table's schema layout these specs were built from (see catalog.SchemaChange)
+    # expression columns in dependency order: stored ones are computed for every row a write adds or changes,
+    # the others when read
+    computed: tuple[ColumnKernel, ...] = ()
+
+
+@dataclass(frozen=True)
+class ColumnKernel:
+    """An expression column as a shard computes it."""
+
+    name: str
+    compiled: Compiled
+    on_error: str  # "null" | "abort"
+    stored: bool
 
 
 @dataclass(frozen=True)
@@ -55,13 +71,35 @@ class Compact:
     """Rewrite small fragments into large ones: a new version with the same rows."""
 
 
-ShardOp = Insert | Upsert | Update | Delete | Compact
+@dataclass(frozen=True)
+class AddColumn:
+    """Compute a new expression column over every row (stage with the spec that has it)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Recompute:
+    """Compute stored expression columns again: ``name`` over every row, or every stored one on ``where``'s rows."""
+
+    name: str
+    where: pc.Expression | None = None
+    everything: bool = True  # False: only the rows ``where`` matches
+
+
+@dataclass(frozen=True)
+class DropColumn:
+    name: str
+
+
+ShardOp = Insert | Upsert | Update | Delete | Compact | AddColumn | Recompute | DropColumn
 
 
 @dataclass(frozen=True)
 class OpResult:
     rows_affected: int
     rows: pa.Table | None = None  # inserted rows as stored (with assigned row ids)
+    errors: int = 0  # computed cells that failed (and were stored as null)
 
 
 @dataclass(frozen=True)
@@ -80,6 +118,8 @@ class ReadPlan:
     limit: int | None = None  # rows each shard returns at most (the caller's offset + limit)
     count_only: bool = False
     keys: pa.Array | None = None  # the key values ``where`` pins the key to: a cheap pre-selection
+    derive: tuple[ColumnKernel, ...] = ()  # extra columns to compute first (an aggregate's argument, ``v``)
+    partial: tuple[str, tuple[str, ...]] | None = None  # (function, group_by): return that partial aggregate
 
 
 @dataclass(frozen=True)

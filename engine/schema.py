@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from engine.errors import ColumnNotFound, InvalidName, InvalidRequest, InvalidType
 from engine.types import COLUMN_TYPES, KEY_TYPES, arrow_type
+
+if TYPE_CHECKING:
+    from engine.computed import ComputedColumn
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 MAX_NAME = 63
@@ -38,11 +41,16 @@ class Column:
 
 @dataclass(frozen=True)
 class TableSchema:
-    """Columns in declaration order; ``primary_key`` is empty when the engine assigns ``_row_id``."""
+    """Columns in declaration order; ``primary_key`` is empty when the engine assigns ``_row_id``.
+
+    ``columns`` are the columns clients write; ``computed`` the computed columns (``engine.computed``), in
+    creation order, which is also their dependency order. Both can be read, filtered and sorted on.
+    """
 
     table: str
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
+    computed: tuple[ComputedColumn, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -57,30 +65,52 @@ class TableSchema:
         for c in self.columns:
             if c.name == name:
                 return c
+        for cc in self.computed:
+            if cc.name == name:
+                return Column(name, cc.type, nullable=True)
         if name == ROW_ID and not self.primary_key:
             return Column(ROW_ID, "int", nullable=False)
         raise ColumnNotFound(self.table, name, where)
 
     def has(self, name: str) -> bool:
-        return name in self.names or (name == ROW_ID and not self.primary_key)
+        return name in self.names or (name == ROW_ID and not self.primary_key) or self.computed_column(name) is not None
+
+    def computed_column(self, name: str) -> ComputedColumn | None:
+        return next((c for c in self.computed if c.name == name), None)
+
+    @property
+    def readable(self) -> tuple[str, ...]:
+        """Every column a query returns by default: written columns, then computed ones."""
+        return (*self.names, *(c.name for c in self.computed))
+
+    def with_computed(self, column: ComputedColumn) -> TableSchema:
+        return replace(self, computed=(*self.computed, column))
+
+    def without_computed(self, name: str) -> TableSchema:
+        return replace(self, computed=tuple(c for c in self.computed if c.name != name))
 
     def arrow_schema(self) -> pa.Schema:
         """The storage schema: declared columns, then ``_row_id`` for tables without a primary key."""
         fields = [pa.field(c.name, arrow_type(c.type)) for c in self.columns]
         if not self.primary_key:
             fields.append(pa.field(ROW_ID, pa.int64()))
+        fields.extend(pa.field(c.name, arrow_type(c.type)) for c in self.computed if c.stored)
         return pa.schema(fields)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "columns": [c.to_dict() for c in self.columns],
             "primary_key": list(self.primary_key),
+            "computed": [c.to_dict() for c in self.computed],
         }
 
     @classmethod
     def from_dict(cls, table: str, d: dict[str, Any]) -> TableSchema:
+        from engine.computed import ComputedColumn
+
         cols = tuple(Column(c["name"], c["type"], c["nullable"]) for c in d["columns"])
-        return cls(table, cols, tuple(d["primary_key"]))
+        computed = tuple(ComputedColumn.from_dict(c) for c in d.get("computed", []))
+        return cls(table, cols, tuple(d["primary_key"]), computed)
 
 
 def build_schema(table: str, columns: dict[str, Any], primary_key: str | list[str] | None) -> TableSchema:

@@ -19,21 +19,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
 
-from engine import storage
+from engine import expressions, storage
+from engine.computed import partial_aggregate
 from engine.errors import DuplicateKey, InvalidValue, TesseraError
 from engine.hashing import hash_columns
 from engine.keyindex import KeyIndex, duplicated
 from engine.plan import (
+    AddColumn,
+    ColumnKernel,
     Compact,
     Delete,
+    DropColumn,
     Insert,
     OpResult,
     ReadPlan,
     ReadResult,
+    Recompute,
     ShardOp,
     ShardSpec,
     StageResult,
@@ -54,6 +60,41 @@ class _Staged:
     txn: str
     version: int
     table: pa.Table
+    spec: ShardSpec  # a stage that adds or drops a column brings the table's new spec
+
+
+def compute(kernel: ColumnKernel, table: pa.Table) -> tuple[pa.ChunkedArray | pa.Array, int]:
+    """An expression column's values over ``table`` and how many cells failed (null unless it aborts)."""
+    evaluate_ = getattr(expressions, "evaluate", None)
+    if evaluate_ is None:  # TEMPORARY until the cell-error evaluator lands
+        return evaluate(table, {kernel.name: kernel.compiled.expr})[kernel.name], 0
+    result = evaluate_(kernel.compiled, table, kernel.on_error)
+    return result.values, result.errors
+
+
+def with_kernels(table: pa.Table, kernels: Sequence[ColumnKernel], stored: bool) -> tuple[pa.Table, int]:
+    """``table`` with expression columns computed in dependency order: the stored ones (``stored``), or the
+    others (for reads). A column the other kind depends on is computed on the way and dropped after."""
+    wanted = [k for k in kernels if k.stored == stored]
+    if not wanted:
+        return table, 0
+    needed: set[str] = set()
+    for k in reversed(kernels):
+        if k.stored == stored or k.name in needed:
+            needed |= set(k.compiled.columns)
+    errors, temporary = 0, []
+    for k in kernels:
+        if k.stored != stored and (k.name not in needed or k.name in table.column_names):
+            continue
+        values, failed = compute(k, table)
+        errors += failed
+        if k.stored != stored:
+            temporary.append(k.name)
+        if k.name in table.column_names:
+            table = table.set_column(table.schema.get_field_index(k.name), k.name, values)
+        else:
+            table = table.append_column(k.name, values)
+    return (table.drop_columns(temporary) if temporary else table), errors
 
 
 def evaluate(table: pa.Table, exprs: dict[str, pc.Expression]) -> pa.Table:
@@ -107,11 +148,17 @@ def take_rows(table: pa.Table, positions: np.ndarray) -> pa.Table:
     return pa.concat_tables([table.slice(int(p), 1) for p in positions])
 
 
-def _unwritten(rows: pa.Table) -> pa.Table:
-    """``rows`` as new rows of a working table: no Lance address yet."""
-    if ROW_ADDRESS in rows.column_names:
-        rows = rows.drop_columns([ROW_ADDRESS])
-    return rows.append_column(_ADDRESS, pa.nulls(rows.num_rows, pa.uint64()))
+def _unwritten(rows: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``rows`` as new rows of a working table of ``schema``: no Lance address yet, stored computed columns
+    still to compute (``Shard._persist`` does, once per stage)."""
+    n = rows.num_rows
+    columns = [rows[f.name] if f.name in rows.column_names else pa.nulls(n, f.type) for f in schema]
+    return pa.Table.from_arrays([*columns, pa.nulls(n, pa.uint64())], schema=schema.append(_ADDRESS))
+
+
+def _alters_column(op: ShardOp) -> bool:
+    """Operations on a whole column, which write only that column."""
+    return isinstance(op, (AddColumn, DropColumn)) or (isinstance(op, Recompute) and op.everything)
 
 
 def _tidy(table: pa.Table) -> pa.Table:
@@ -143,7 +190,11 @@ class Shard:
     def _read(self, version: int) -> pa.Table:
         """``version``'s rows in schema order, with their addresses."""
         table = storage.read(self.uri, version, addresses=True)
-        return table.select(self.spec.schema.names).append_column(_ADDRESS, table[ROW_ADDRESS])
+        n = table.num_rows
+        columns = [  # a version from before a stored column was added lacks it
+            table[f.name] if f.name in table.column_names else pa.nulls(n, f.type) for f in self.spec.schema
+        ]
+        return pa.Table.from_arrays([*columns, table[ROW_ADDRESS]], schema=self.spec.schema.append(_ADDRESS))
 
     def _persist(self, work: pa.Table, deleted: list[np.ndarray]) -> tuple[pa.Table, int]:
         """Write a stage's net effect as one Lance commit: delete ``deleted`` addresses, append the new rows.
@@ -157,6 +208,8 @@ class Shard:
         keep = work.num_rows - fresh
         new = work.slice(keep)
         assert new[ROW_ADDRESS].null_count == fresh, "new rows are the tail of the working table"
+        if fresh:
+            new, self._cell_errors = with_kernels(new, self._spec.computed, stored=True)
         gone = np.concatenate(deleted) if deleted else np.empty(0, np.uint64)
         assert self.head is not None
         try:
@@ -172,6 +225,9 @@ class Shard:
             work = pa.concat_tables([work.slice(0, keep), new])
         return work, version
 
+    def _unwritten(self, rows: pa.Table) -> pa.Table:
+        return _unwritten(rows, self._spec.schema)
+
     def _index(self, table: pa.Table) -> KeyIndex | None:
         """Tables with a primary key keep a hash index of it, for insert's duplicate check."""
         if self.spec.assigns_row_ids:
@@ -184,16 +240,24 @@ class Shard:
         return int(pc.max(table[ROW_ID]).as_py()) // self.spec.shards + 1
 
     # -- writes ---------------------------------------------------------------------------------------------
-    def stage(self, txn: str, base: int | None, ops: Sequence[ShardOp]) -> StageResult:
-        """Apply ``ops`` in order on top of the committed version ``base`` (None: whatever is committed here)."""
+    def stage(self, txn: str, base: int | None, ops: Sequence[ShardOp], spec: ShardSpec | None = None) -> StageResult:
+        """Apply ``ops`` in order on top of the committed version ``base`` (None: whatever is committed here).
+
+        ``spec``: the table's spec as the writer planned it; when a computed column is being added or dropped
+        it differs from this shard's, and becomes the shard's spec if the stage commits.
+        """
         assert self.staged is None, "the host serialises writers"
         if base is not None and base != self.version:
             self._load(base)
+        self._spec, self._cell_errors = spec or self.spec, 0
         if self.head is None:
             self.head = storage.restore(self.uri, self.version)
         if any(isinstance(op, Compact) for op in ops):
             assert len(ops) == 1, "compaction is a write of its own"
             work, version, results = self._compact(), self.head, [OpResult(0)]
+        elif len(ops) == 1 and _alters_column(ops[0]):
+            work, version, result = self._alter(ops[0])
+            results = [result]
         else:
             work, deleted, results = self.table, [], []
             self._work_keys, self._keys_changed = self.keys, False
@@ -209,10 +273,50 @@ class Shard:
                         deleted.append(addresses.drop_null().to_numpy())
                 results.append(result)
             work, version = self._persist(work, deleted)
+            if self._cell_errors and results:
+                last = results[-1]
+                results[-1] = OpResult(last.rows_affected, last.rows, last.errors + self._cell_errors)
         if version != self.version:
             self.head = None  # until commit or abort says which version Lance's main line holds
-        self.staged = _Staged(txn, version, _tidy(work))
+        self.staged = _Staged(txn, version, _tidy(work), self._spec)
         return StageResult(self.version, version, work.num_rows, tuple(results))
+
+    def _alter(self, op: ShardOp) -> tuple[pa.Table, int, OpResult]:
+        """Add, drop or recompute a whole expression column: one Lance commit that writes only that column."""
+        assert self.head is not None
+        table = self.table.drop_columns([ROW_ADDRESS])
+        head = self.head
+        try:
+            if isinstance(op, DropColumn):
+                version = storage.drop_column(self.uri, head, op.name) if op.name in table.column_names else head
+                return (
+                    self.table.drop_columns([op.name]) if op.name in table.column_names else self.table,
+                    version,
+                    OpResult(0),
+                )
+            assert isinstance(op, (AddColumn, Recompute))
+            kernels = self._spec.computed
+            index = next(i for i, k in enumerate(kernels) if k.name == op.name)
+            changed, errors, version = {op.name}, 0, head
+            work = self.table
+            for k in kernels[index:]:  # the column, then stored columns that read it (directly or not)
+                if k.name != op.name and not (k.stored and changed & k.compiled.columns):
+                    continue
+                values, failed = compute(k, with_kernels(table, kernels[: kernels.index(k)], stored=False)[0])
+                errors += failed
+                changed.add(k.name)
+                if not k.stored:
+                    continue
+                version = storage.put_column(self.uri, version, k.name, values, replace=k.name in table.column_names)
+                if k.name in work.column_names:
+                    work = work.set_column(work.schema.get_field_index(k.name), k.name, values)
+                else:
+                    work = work.add_column(work.num_columns - 1, k.name, values)
+                table = work.drop_columns([ROW_ADDRESS])
+        except BaseException:
+            self.head = None
+            raise
+        return work, version, OpResult(work.num_rows, None, errors)
 
     def _compact(self) -> pa.Table:
         """Rewrite small fragments into large ones. Every address changes, so read the rows back."""
@@ -231,6 +335,8 @@ class Shard:
             self.head = staged.version
         self.previous = (self.version, self.table)
         self.version, self.table, self.staged = staged.version, staged.table, None
+        if staged.spec != self.spec:
+            self.spec, self._key_cache = staged.spec, None
         if self._keys_changed:
             self.keys = self._work_keys
 
@@ -262,6 +368,11 @@ class Shard:
             return self._delete(work, op)
         if isinstance(op, Update):
             return self._update(work, op)
+        if isinstance(op, Recompute):  # on some rows: they are rewritten, so _persist computes them afresh
+            hit = mask(work, op.where)
+            n = pc.sum(hit).as_py() or 0
+            matched = work.filter(hit)
+            return pa.concat_tables([work.filter(pc.invert(hit)), self._unwritten(matched)]), matched, OpResult(n)
         raise TypeError(f"unknown shard operation {op!r}")
 
     def _insert(self, work: pa.Table, op: Insert) -> tuple[pa.Table, pa.Table | None, OpResult]:
@@ -276,7 +387,7 @@ class Shard:
         if self.spec.assigns_row_ids:
             self.next_row_id += rows.num_rows
         return (
-            pa.concat_tables([work, _unwritten(rows)]),
+            pa.concat_tables([work, self._unwritten(rows)]),
             None,
             OpResult(rows.num_rows, rows if op.return_rows else None),
         )
@@ -322,7 +433,7 @@ class Shard:
         hit = self._key_in(work, last)
         self._forget_keys()
         return (
-            pa.concat_tables([work.filter(pc.invert(hit)), _unwritten(last)]),
+            pa.concat_tables([work.filter(pc.invert(hit)), self._unwritten(last)]),
             work.filter(hit),
             OpResult(rows.num_rows, last if op.return_rows else None),
         )
@@ -381,12 +492,15 @@ class Shard:
                     f"set.{name}: cannot store the new value as {target}: {exc}", field=f"set.{name}"
                 ) from exc
             updated = updated.set_column(updated.schema.get_field_index(name), name, column)
-        return pa.concat_tables([work.filter(pc.invert(hit)), _unwritten(updated)]), matched, OpResult(n)
+        return pa.concat_tables([work.filter(pc.invert(hit)), self._unwritten(updated)]), matched, OpResult(n)
 
     # -- reads ----------------------------------------------------------------------------------------------
-    def rows_at(self, version: int) -> pa.Table:
-        """All rows of ``version``, as the user sees them."""
-        return self.table_at(version).drop_columns([ROW_ADDRESS])
+    def rows_at(self, version: int, kernels: Sequence[ColumnKernel] | None = None) -> pa.Table:
+        """All rows of ``version``, as the user sees them (computed columns that are not stored included).
+
+        ``kernels``: the expression columns as the reader's spec has them (default: this shard's)."""
+        table = self.table_at(version).drop_columns([ROW_ADDRESS])
+        return with_kernels(table, self.spec.computed if kernels is None else kernels, stored=False)[0]
 
     def table_at(self, version: int) -> pa.Table:
         """``version``'s rows with their addresses: from memory when it is a version this shard holds."""
@@ -398,10 +512,11 @@ class Shard:
             return self.previous[1]
         return self._read(version)
 
-    def read(self, version: int, plan: ReadPlan) -> ReadResult:
+    def read(self, version: int, plan: ReadPlan, kernels: Sequence[ColumnKernel] | None = None) -> ReadResult:
         table = self.table_at(version)
         key_values = self._key_values(table) if plan.keys is not None else None
-        result = read_table(table, plan, self.spec.key[0], key_values)
+        kernels = self.spec.computed if kernels is None else kernels
+        result = read_table(table, plan, self.spec.key[0], key_values, kernels)
         if result.table is not None and ROW_ADDRESS in result.table.column_names:
             return ReadResult(result.table.drop_columns([ROW_ADDRESS]), result.matched, result.extra)
         return result
@@ -427,10 +542,27 @@ class Shard:
         return storage.cleanup(self.uri, older_than)
 
 
-def read_table(table: pa.Table, plan: ReadPlan, key: str, key_values: np.ndarray | None = None) -> ReadResult:
-    """Filter, order, limit and project one shard's rows."""
+def read_table(
+    table: pa.Table,
+    plan: ReadPlan,
+    key: str,
+    key_values: np.ndarray | None = None,
+    kernels: Sequence[ColumnKernel] = (),
+) -> ReadResult:
+    """Filter, order, limit and project one shard's rows (computing the expression columns that are not stored,
+    and ``plan.derive``'s, first). With ``plan.partial`` the result is that partial aggregate of the rows."""
     if plan.keys is not None:  # the filter pins the key: look at those rows only
         table = take_rows(table, key_positions(table, key, plan.keys, key_values))
+    table = with_kernels(table, kernels, stored=False)[0]
+    if plan.derive:
+        table = with_kernels(table, [*kernels, *plan.derive], stored=False)[0]
+    if plan.partial is not None:
+        function, groups = plan.partial
+        if plan.where is not None:
+            table = table.filter(plan.where)
+        frame = pl.from_arrow(table.select([*groups, "v"]))
+        assert isinstance(frame, pl.DataFrame)
+        return ReadResult(partial_aggregate(frame, function, groups).to_arrow(), table.num_rows)
     if plan.where is not None:
         table = table.filter(plan.where)
     matched = table.num_rows

@@ -153,6 +153,30 @@ def _new_addresses(ds: lance.LanceDataset, before: int, sizes: list[int]) -> np.
     return np.concatenate(parts) if parts else np.empty(0, np.uint64)
 
 
+def put_column(uri: str, version: int, name: str, values: pa.Array | pa.ChunkedArray, *, replace: bool = False) -> int:
+    """Write column ``name`` (replacing it with ``replace``): ``values`` in scan order, one per live row.
+
+    Only the column is written (new data files beside each fragment's); rows keep their addresses.
+    """
+    with _Translate(uri, "write column"):
+        ds = lance.dataset(uri, version=version)
+        if replace:
+            ds.drop_columns([name])
+            ds = lance.dataset(uri)
+        column = pa.table({name: values})
+        reader = pa.RecordBatchReader.from_batches(column.schema, column.to_batches(max_chunksize=ROWS_PER_GROUP * 8))
+        ds.add_columns(reader)
+        return lance.dataset(uri).version
+
+
+def drop_column(uri: str, version: int, name: str) -> int:
+    """Drop column ``name`` (metadata only: its data files go with the next cleanup)."""
+    with _Translate(uri, "drop column"):
+        ds = lance.dataset(uri, version=version)
+        ds.drop_columns([name])
+        return lance.dataset(uri).version
+
+
 def restore(uri: str, version: int) -> int:
     """Make ``version``'s content the latest again (a new version); returns the new version number."""
     with _Translate(uri, "restore"):

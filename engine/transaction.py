@@ -25,7 +25,7 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from engine import faults
-from engine.catalog import IdempotencyRecord, ShardChange, SqliteCatalog
+from engine.catalog import IdempotencyRecord, SchemaChange, ShardChange, SqliteCatalog
 from engine.errors import CommitConflict, EngineError, ShardUnavailable, TableNotFound, TesseraError, UserError
 from engine.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
 
@@ -83,14 +83,17 @@ class Coordinator:
         """A table's shards go round-robin over the hosts from a per-table offset: spread evenly, stable."""
         return self.hosts[(zlib.crc32(table_id.encode()) + shard) % len(self.hosts)]
 
-    def run(self, work: Sequence[ShardWork], check: Check | None = None) -> list[StageResult]:
+    def run(
+        self, work: Sequence[ShardWork], check: Check | None = None, schema: SchemaChange | None = None
+    ) -> list[StageResult]:
         """Apply all work atomically; returns one StageResult per ShardWork, in order.
 
         ``check`` sees the staged results before the commit; raising from it aborts everything (a batch's
         ``expect_rows``); a record it returns is committed in the same catalog transaction (Idempotency-Key).
-        A failing shard's error carries ``work_index`` (and the shard's ``op_position``).
+        A failing shard's error carries ``work_index`` (and the shard's ``op_position``). ``schema`` changes the
+        table's schema in the same commit (adding, dropping or recomputing a computed column).
         """
-        return self._retrying(lambda: self._attempt(work, check))
+        return self._retrying(lambda: self._attempt(work, check, schema))
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
         """Retry what failed before anything was applied: a commit conflict, or a host that Ray is restarting.
@@ -108,7 +111,9 @@ class Coordinator:
             time.sleep(random.uniform(0.5, 1.0) * min(1.0, 0.005 * 2**n))
         raise AssertionError("unreachable")
 
-    def _attempt(self, work: Sequence[ShardWork], check: Check | None = None) -> list[StageResult]:
+    def _attempt(
+        self, work: Sequence[ShardWork], check: Check | None = None, schema: SchemaChange | None = None
+    ) -> list[StageResult]:
         txn = uuid.uuid4().hex
         bases: dict[str, list[int]] = {}
         for w in work:
@@ -154,10 +159,11 @@ class Coordinator:
             for w, r in zip(work, staged, strict=True)
             if r.version != r.base_version
         ]
-        if changes or record is not None:
+        if changes or record is not None or schema is not None:
             faults.point("before_commit")
             try:
-                self.catalog.commit(changes, record)
+                layouts = {w.spec.table_id: w.spec.layout for w in work}
+                self.catalog.commit(changes, record, layouts, schema)
             except BaseException:
                 self._finish(work, results, txn, commit=False)
                 raise
