@@ -307,7 +307,7 @@ class Shard:
                 changed.add(k.name)
                 if not k.stored:
                     continue
-                version = storage.put_column(self.uri, version, k.name, values, replace=k.name in table.column_names)
+                version = storage.put_column(self.uri, version, k.name, values)
                 if k.name in work.column_names:
                     work = work.set_column(work.schema.get_field_index(k.name), k.name, values)
                 else:

@@ -153,14 +153,14 @@ def _new_addresses(ds: lance.LanceDataset, before: int, sizes: list[int]) -> np.
     return np.concatenate(parts) if parts else np.empty(0, np.uint64)
 
 
-def put_column(uri: str, version: int, name: str, values: pa.Array | pa.ChunkedArray, *, replace: bool = False) -> int:
-    """Write column ``name`` (replacing it with ``replace``): ``values`` in scan order, one per live row.
+def put_column(uri: str, version: int, name: str, values: pa.Array | pa.ChunkedArray) -> int:
+    """Write column ``name`` (replacing it if the dataset has it): ``values`` in scan order, one per live row.
 
     Only the column is written (new data files beside each fragment's); rows keep their addresses.
     """
     with _Translate(uri, "write column"):
         ds = lance.dataset(uri, version=version)
-        if replace:
+        if name in ds.schema.names:
             ds.drop_columns([name])
             ds = lance.dataset(uri)
         column = pa.table({name: values})

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import engine
 from engine.computed import ColumnExists, DependencyConflict, InvalidComputedColumn
 from engine.errors import ColumnNotFound, InvalidRequest
+from engine.expressions import CellError
 
 COLUMNS = {"id": "int", "price": "float", "quantity": "int", "cat": "string"}
 
@@ -183,3 +184,33 @@ def test_drop_refuses_a_column_others_read(db: engine.Database, name: str) -> No
     assert t.get(50) == {"id": 50, "price": 1.0, "quantity": 1, "cat": "a"}
     t.add_computed_column("total", "expression", "price + quantity")  # a new column of the same name
     assert t.get(50)["total"] == 2.0
+
+
+def test_cell_errors_become_null_and_are_counted(db: engine.Database, name: str) -> None:
+    t = make(db, name)  # quantity is 0 on ids 0, 4, 8
+    info = t.add_computed_column("per_unit", "expression", "price / quantity")
+    assert info["errors"] == 3
+    got = rows(t)
+    assert sorted(i for i, r in got.items() if r["per_unit"] is None) == [0, 4, 8]
+    assert t.recompute("per_unit")["errors"] == 3
+    t.insert({"id": 40, "price": 1.0, "quantity": 0, "cat": "a"})  # a failing cell on insert is null too
+    assert t.get(40)["per_unit"] is None
+
+
+def test_on_error_abort_writes_nothing(db: engine.Database, name: str) -> None:
+    t = make(db, name)
+    with pytest.raises(CellError, match="division by zero"):
+        t.add_computed_column("per_unit", "expression", "price / quantity", parameters={"on_error": "abort"})
+    assert t.computed_columns() == [] and "per_unit" not in t.query(limit=1).rows.column_names
+    t.update({"quantity": 0}, {"quantity": 1})
+    t.add_computed_column("per_unit", "expression", "price / quantity", parameters={"on_error": "abort"})
+    with pytest.raises(CellError):
+        t.insert([{"id": 41, "price": 1.0, "quantity": 2, "cat": "a"}, {"id": 42, "price": 1.0, "quantity": 0}])
+    assert t.count() == 12
+
+
+def test_columns_added_to_an_empty_table_fill_on_insert(db: engine.Database, name: str) -> None:
+    t = db.create_table(name, COLUMNS, primary_key="id", shards=2)
+    t.add_computed_column("total", "expression", "price * quantity")
+    t.insert([{"id": i, "price": 2.0, "quantity": i} for i in range(4)])
+    assert [r["total"] for r in t.query(order_by=["id"]).rows.to_pylist()] == [0.0, 2.0, 4.0, 6.0]
