@@ -144,12 +144,16 @@ def _window(
 
 def attach(rows: pa.Table, values: Values, name: str) -> pa.Array | pa.ChunkedArray:
     """Each row's value of the column, in row order (``rows`` must hold the ``values.on`` columns)."""
-    if values.on:
-        frame = pl.from_arrow(rows.select(list(values.on)))
-        assert isinstance(frame, pl.DataFrame)
-    else:
-        frame = pl.DataFrame({"_": pl.zeros(rows.num_rows, eager=True)})
-    return attach_groups(frame, values.frame, values.on, name).to_arrow()
+    if not values.on:
+        return attach_groups(
+            pl.DataFrame({"_": pl.zeros(rows.num_rows, eager=True)}), values.frame, (), name
+        ).to_arrow()
+    frame = pl.from_arrow(rows.select(list(values.on)))
+    assert isinstance(frame, pl.DataFrame)
+    table = values.frame
+    if frame.height * 16 < table.height:  # a page of rows against a whole table's values: narrow it first
+        table = table.filter(pl.all_horizontal(pl.col(c).is_in(frame[c].unique().implode()) for c in values.on))
+    return attach_groups(frame, table, values.on, name).to_arrow()
 
 
 def _trim(cache: dict[Any, Any], size: int) -> None:
