@@ -384,8 +384,11 @@ class Table:
             if column.whole_table:  # computes now, so a bad definition fails here, not on the next read
                 kernels(schema)
                 self.db.derived.values(self.db.coordinator, _with(record, schema), states, specs, column)
-            else:
-                kernels(schema)
+            else:  # with on_error "abort", every row must compute now (later writes are checked as they come)
+                kernel = next(k for k in kernels(schema) if k.name == name)
+                if column.on_error == "abort":
+                    versions = [s.version for s in states]
+                    self.db.coordinator.read(list(specs), versions, ReadPlan(count_only=True, derive=(kernel,)))
             self.db.coordinator.run([], schema=SchemaChange(record.id, record.layout, schema))
         elapsed = (time.perf_counter() - start) * 1000
         self._record_stats(name, Stats(now_iso(), round(elapsed, 3), errors))
@@ -432,6 +435,13 @@ class Table:
         errors, rows = 0, 0
         if column.stored:
             clauses = parse_where(where)
+            for c in clauses:
+                other = record.schema.computed_column(c.column)
+                if other is not None and other.whole_table:
+                    raise InvalidRequest(
+                        f"where: recompute filters on row values; '{c.column}' is an {other.column_type} column",
+                        field="where",
+                    )
             expr = compile_where(clauses, record.schema)
             op = Recompute(name, expr, everything=where is None)
             change = SchemaChange(record.id, record.layout, record.schema, bump=False)
@@ -560,9 +570,9 @@ class Table:
             results: list[Any] = [result]
             merged = result.table
         else:
-            if needed is not None and wanted:  # the columns values attach by: group_by columns, or the key
+            if needed is not None and wanted:  # shards send what the values attach by (group_by columns, key)
                 extra = [g for n in wanted for g in _attach_on(whole[n], schema)]
-                needed = tuple(dict.fromkeys([*needed, *extra]))
+                needed = tuple(dict.fromkeys([*(c for c in needed if c not in whole), *extra]))
             plan = ReadPlan(needed, expr, order, top, keys=keys)
             results = self.db.coordinator.read([specs[i] for i in targets], [states[i].version for i in targets], plan)
             tables = [r.table for r in results if r.table is not None]

@@ -335,7 +335,7 @@ def conform_table(table: pa.Table, schema: TableSchema) -> pa.Table:
 def table_to_rows(table: pa.Table, schema: TableSchema) -> list[dict[str, Any]]:
     """Arrow rows as dicts ready for orjson: JSON cells are passed through as pre-encoded fragments."""
     rows = table.to_pylist()
-    json_cols = [c.name for c in schema.columns if c.type == "json" and c.name in table.column_names]
+    json_cols = [c for c in schema.json_columns if c in table.column_names]
     if json_cols:
         for r in rows:
             for c in json_cols:
@@ -346,7 +346,7 @@ def table_to_rows(table: pa.Table, schema: TableSchema) -> list[dict[str, Any]]:
 
 def decode_json_cells(rows: list[dict[str, Any]], schema: TableSchema) -> list[dict[str, Any]]:
     """For Python callers: JSON cells as Python values rather than text."""
-    json_cols = [c.name for c in schema.columns if c.type == "json"]
+    json_cols = list(schema.json_columns)
     for r in rows:
         for c in json_cols:
             if r.get(c) is not None:

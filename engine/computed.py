@@ -39,6 +39,10 @@ import polars as pl
 from engine.errors import Conflict, InvalidRequest
 from engine.schema import TableSchema, check_name
 
+# Internal column names: user names start with a letter, so these never clash with a table's columns.
+ARG = "_arg"  # an aggregate's or window's argument, computed per row
+VALUE = "_value"  # a merged aggregate's or a window's result
+
 ColumnKind = Literal["expression", "udf", "aggregate", "window"]
 KINDS: tuple[str, ...] = ("expression", "udf", "aggregate", "window")
 AGGREGATES = ("SUM", "AVG", "MIN", "MAX", "COUNT", "COUNT_DISTINCT")
@@ -250,9 +254,9 @@ def _names(value: Any, loc: str) -> tuple[str, ...]:
 # -- computing aggregates: per-shard partials, merged once ------------------------------------------------------
 def partial_aggregate(frame: pl.DataFrame, function: str, groups: Sequence[str]) -> pl.DataFrame:
     """One shard's partial: per group, what merging needs (``v`` holds the argument's values)."""
-    v = pl.col("v")
+    v = pl.col(ARG)
     if function == "COUNT_DISTINCT":
-        return frame.select([*groups, "v"]).unique()  # nulls kept: a group of only nulls still counts 0
+        return frame.select([*groups, ARG]).unique()  # nulls kept: a group of only nulls still counts 0
     parts = {
         "SUM": [v.sum().alias("sum"), v.count().alias("n")],
         "AVG": [v.sum().alias("sum"), v.count().alias("n")],
@@ -272,16 +276,16 @@ def merge_partials(partials: Sequence[pl.DataFrame], function: str, groups: Sequ
     by = list(groups)
     if function == "COUNT_DISTINCT":
         merged = both.unique()
-        value = pl.col("v").count().alias("value")
+        value = pl.col(ARG).count().alias(VALUE)
         return merged.group_by(by).agg(value) if by else merged.select(value)
     exprs = {
-        "SUM": [pl.when(pl.col("n").sum() > 0).then(pl.col("sum").sum()).otherwise(None).alias("value")],
+        "SUM": [pl.when(pl.col("n").sum() > 0).then(pl.col("sum").sum()).otherwise(None).alias(VALUE)],
         "AVG": [
-            pl.when(pl.col("n").sum() > 0).then(pl.col("sum").sum() / pl.col("n").sum()).otherwise(None).alias("value")
+            pl.when(pl.col("n").sum() > 0).then(pl.col("sum").sum() / pl.col("n").sum()).otherwise(None).alias(VALUE)
         ],
-        "MIN": [pl.col("min").min().alias("value")],
-        "MAX": [pl.col("max").max().alias("value")],
-        "COUNT": [pl.col("n").sum().alias("value")],
+        "MIN": [pl.col("min").min().alias(VALUE)],
+        "MAX": [pl.col("max").max().alias(VALUE)],
+        "COUNT": [pl.col("n").sum().alias(VALUE)],
     }[function]
     return both.group_by(by).agg(exprs) if by else both.select(exprs)
 
@@ -289,11 +293,11 @@ def merge_partials(partials: Sequence[pl.DataFrame], function: str, groups: Sequ
 def attach_groups(rows: pl.DataFrame, values: pl.DataFrame, groups: Sequence[str], name: str) -> pl.Series:
     """Each row's group value, in row order (a group with no value, or a row of no group, gets null)."""
     if not groups:
-        value = values["value"][0] if values.height else None
-        return pl.Series(name, [value] * rows.height, dtype=values.schema.get("value"))
-    keyed = rows.select(list(groups)).with_row_index("__row")
-    joined = keyed.join(values, on=list(groups), how="left", nulls_equal=True).sort("__row")
-    return joined["value"].alias(name)
+        value = values[VALUE][0] if values.height else None
+        return pl.Series(name, [value] * rows.height, dtype=values.schema.get(VALUE))
+    keyed = rows.select(list(groups)).with_row_index("_row")
+    joined = keyed.join(values, on=list(groups), how="left", nulls_equal=True).sort("_row")
+    return joined[VALUE].alias(name)
 
 
 # -- computing windows over whole partitions --------------------------------------------------------------------
@@ -318,9 +322,9 @@ def window_values(frame: pl.DataFrame, spec: WindowSpec, key: Sequence[str], nam
         else:
             value = pl.when(changed).then(position + 1).otherwise(None).forward_fill()
     elif f == "LAG":
-        value = pl.col("v").shift(spec.call.offset)
+        value = pl.col(ARG).shift(spec.call.offset)
     elif f == "LEAD":
-        value = pl.col("v").shift(-spec.call.offset)
+        value = pl.col(ARG).shift(-spec.call.offset)
     else:
         value = _framed(f, spec.frame)
     if part:
@@ -335,7 +339,7 @@ def _framed(function: str, frame: Frame) -> pl.Expr:
     SUM / AVG / COUNT use prefix sums (one pass whatever the frame); MIN / MAX use running and suffix extremes,
     and a rolling extreme for frames bounded on both sides.
     """
-    v = pl.col("v")
+    v = pl.col(ARG)
     p, q = frame.preceding, frame.following
     i = pl.int_range(pl.len(), dtype=pl.Int64)
     last = pl.len().cast(pl.Int64) - 1

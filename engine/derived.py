@@ -20,6 +20,8 @@ import pyarrow as pa
 
 from engine.catalog import ShardState, TableRecord
 from engine.computed import (
+    ARG,
+    VALUE,
     ComputedColumn,
     attach_groups,
     group_by,
@@ -37,7 +39,7 @@ _MAX_CACHED = 64
 
 @dataclass(frozen=True)
 class Values:
-    """A whole-table column's values for one table version: ``frame`` holds ``on`` columns and ``value``."""
+    """A whole-table column's values for one table version: ``frame`` holds ``on`` columns and ``VALUE``."""
 
     on: tuple[str, ...]  # the group_by columns (aggregate) or the key (window)
     frame: pl.DataFrame
@@ -118,9 +120,9 @@ class DerivedCache:
 
 
 def _argument(record: TableRecord, arg: str | None, column: ComputedColumn) -> tuple[ColumnKernel, ...]:
-    """The kernel computing the argument as column ``v`` (``COUNT(*)`` counts a constant)."""
+    """The kernel computing the argument as column ``ARG`` (``COUNT(*)`` counts a constant)."""
     compiled = compile_expression(arg if arg is not None else "1", record.schema, field="expression")
-    return (ColumnKernel("v", compiled, column.on_error, stored=False),)
+    return (ColumnKernel(ARG, compiled, column.on_error, stored=False),)
 
 
 def _window(
@@ -133,13 +135,13 @@ def _window(
     call = parse_call(column.expression, "window")
     spec = window_spec(call, column.parameters)
     key = record.schema.key
-    needed = tuple(dict.fromkeys([*key, *spec.partition_by, *(c for c, _ in spec.order_by), "v"]))
+    needed = tuple(dict.fromkeys([*key, *spec.partition_by, *(c for c, _ in spec.order_by), ARG]))
     plan = ReadPlan(columns=needed, derive=_argument(record, call.arg, column))
     results = coordinator.read(list(specs), list(versions), plan)
     tables = [r.table for r in results if r.table is not None]
     frame = pl.from_arrow(pa.concat_tables(tables))
     assert isinstance(frame, pl.DataFrame)
-    return key, window_values(frame, spec, key, "value")
+    return key, window_values(frame, spec, key, VALUE)
 
 
 def attach(rows: pa.Table, values: Values, name: str) -> pa.Array | pa.ChunkedArray:

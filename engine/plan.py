@@ -118,7 +118,7 @@ class ReadPlan:
     limit: int | None = None  # rows each shard returns at most (the caller's offset + limit)
     count_only: bool = False
     keys: pa.Array | None = None  # the key values ``where`` pins the key to: a cheap pre-selection
-    derive: tuple[ColumnKernel, ...] = ()  # extra columns to compute first (an aggregate's argument, ``v``)
+    derive: tuple[ColumnKernel, ...] = ()  # extra columns to compute first (an aggregate's argument)
     partial: tuple[str, tuple[str, ...]] | None = None  # (function, group_by): return that partial aggregate
 
 

@@ -75,6 +75,13 @@ class TableSchema:
     def has(self, name: str) -> bool:
         return name in self.names or (name == ROW_ID and not self.primary_key) or self.computed_column(name) is not None
 
+    @property
+    def json_columns(self) -> tuple[str, ...]:
+        """Columns whose cells are JSON text (written or computed)."""
+        return tuple(c.name for c in self.columns if c.type == "json") + tuple(
+            c.name for c in self.computed if c.type == "json"
+        )
+
     def computed_column(self, name: str) -> ComputedColumn | None:
         return next((c for c in self.computed if c.name == name), None)
 

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pds
 
 from engine import expressions, storage
-from engine.computed import partial_aggregate
+from engine.computed import ARG, partial_aggregate
 from engine.errors import DuplicateKey, InvalidValue, TesseraError
 from engine.hashing import hash_columns
 from engine.keyindex import KeyIndex, duplicated
@@ -65,10 +65,7 @@ class _Staged:
 
 def compute(kernel: ColumnKernel, table: pa.Table) -> tuple[pa.ChunkedArray | pa.Array, int]:
     """An expression column's values over ``table`` and how many cells failed (null unless it aborts)."""
-    evaluate_ = getattr(expressions, "evaluate", None)
-    if evaluate_ is None:  # TEMPORARY until the cell-error evaluator lands
-        return evaluate(table, {kernel.name: kernel.compiled.expr})[kernel.name], 0
-    result = evaluate_(kernel.compiled, table, kernel.on_error)
+    result = expressions.evaluate(kernel.compiled, table, kernel.on_error)  # type: ignore[arg-type]
     return result.values, result.errors
 
 
@@ -156,6 +153,18 @@ def _unwritten(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays([*columns, pa.nulls(n, pa.uint64())], schema=schema.append(_ADDRESS))
 
 
+def _located(exc: expressions.CellError, rows: pa.Table, key: Sequence[str]) -> expressions.CellError:
+    """The same error, naming the row by its key rather than its position in a shard's batch."""
+    if not 0 <= exc.row < rows.num_rows or any(k not in rows.column_names for k in key):
+        return exc
+    where = ", ".join(f"{k}={rows[k][exc.row].as_py()!r}" for k in key)
+    located = expressions.CellError(exc.row, exc.reason)
+    located.message = f"{exc.reason} (the row with {where})"
+    located.args = (located.message,)
+    located.fields["key"] = {k: rows[k][exc.row].as_py() for k in key}
+    return located
+
+
 def _alters_column(op: ShardOp) -> bool:
     """Operations on a whole column, which write only that column."""
     return isinstance(op, (AddColumn, DropColumn)) or (isinstance(op, Recompute) and op.everything)
@@ -209,7 +218,7 @@ class Shard:
         new = work.slice(keep)
         assert new[ROW_ADDRESS].null_count == fresh, "new rows are the tail of the working table"
         if fresh:
-            new, self._cell_errors = with_kernels(new, self._spec.computed, stored=True)
+            new, self._cell_errors = self._computed(new)
         gone = np.concatenate(deleted) if deleted else np.empty(0, np.uint64)
         assert self.head is not None
         try:
@@ -225,8 +234,30 @@ class Shard:
             work = pa.concat_tables([work.slice(0, keep), new])
         return work, version
 
+    def _computed(self, rows: pa.Table) -> tuple[pa.Table, int]:
+        """``rows`` with their stored computed columns, and how many cells failed. Expression columns that are
+        computed when read are checked too when they must not fail (``on_error: abort``): a write that would
+        make them fail is refused, rather than every later read."""
+        kernels = self._spec.computed
+        try:
+            rows, errors = with_kernels(rows, kernels, stored=True)
+            if any(not k.stored and k.on_error == "abort" for k in kernels):
+                with_kernels(rows, kernels, stored=False)
+        except expressions.CellError as exc:
+            raise _located(exc, rows, self.spec.key) from None
+        return rows, errors
+
     def _unwritten(self, rows: pa.Table) -> pa.Table:
         return _unwritten(rows, self._spec.schema)
+
+    def _returned(self, rows: pa.Table, op: Insert | Upsert) -> pa.Table | None:
+        """Rows as a write sends them back: with every computed expression column (only when asked for)."""
+        if not op.return_rows:
+            return None
+        if not self._spec.computed:
+            return rows
+        stored = with_kernels(self._unwritten(rows).drop_columns([ROW_ADDRESS]), self._spec.computed, stored=True)[0]
+        return with_kernels(stored, self._spec.computed, stored=False)[0]
 
     def _index(self, table: pa.Table) -> KeyIndex | None:
         """Tables with a primary key keep a hash index of it, for insert's duplicate check."""
@@ -302,7 +333,11 @@ class Shard:
             for k in kernels[index:]:  # the column, then stored columns that read it (directly or not)
                 if k.name != op.name and not (k.stored and changed & k.compiled.columns):
                     continue
-                values, failed = compute(k, with_kernels(table, kernels[: kernels.index(k)], stored=False)[0])
+                inputs = with_kernels(table, kernels[: kernels.index(k)], stored=False)[0]
+                try:
+                    values, failed = compute(k, inputs)
+                except expressions.CellError as exc:
+                    raise _located(exc, inputs, self.spec.key) from None
                 errors += failed
                 changed.add(k.name)
                 if not k.stored:
@@ -389,7 +424,7 @@ class Shard:
         return (
             pa.concat_tables([work, self._unwritten(rows)]),
             None,
-            OpResult(rows.num_rows, rows if op.return_rows else None),
+            OpResult(rows.num_rows, self._returned(rows, op)),
         )
 
     def _check_unique(self, work: pa.Table, rows: pa.Table) -> None:
@@ -435,7 +470,7 @@ class Shard:
         return (
             pa.concat_tables([work.filter(pc.invert(hit)), self._unwritten(last)]),
             work.filter(hit),
-            OpResult(rows.num_rows, last if op.return_rows else None),
+            OpResult(rows.num_rows, self._returned(last, op)),
         )
 
     def _last_per_key(self, rows: pa.Table) -> pa.Table:
@@ -560,7 +595,7 @@ def read_table(
         function, groups = plan.partial
         if plan.where is not None:
             table = table.filter(plan.where)
-        frame = pl.from_arrow(table.select([*groups, "v"]))
+        frame = pl.from_arrow(table.select([*groups, ARG]))
         assert isinstance(frame, pl.DataFrame)
         return ReadResult(partial_aggregate(frame, function, groups).to_arrow(), table.num_rows)
     if plan.where is not None:

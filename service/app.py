@@ -5,9 +5,10 @@
 >>> db = engine.connect(data_dir="/tmp/tessera-demo")      # doctest: +SKIP
 >>> app = create_app(db, db.settings)                       # doctest: +SKIP
 
-Status codes where the contract is silent: ``POST /tables``, ``POST /tables/{t}/rows`` and
-``POST /tables/{t}/rows/batch`` answer 201 Created; every other success is 200. An empty or non-JSON body where
-one is needed is 400 ``malformed_json``; an unknown query parameter is 400 ``invalid_parameter``.
+Status codes where the contract is silent: ``POST /tables``, ``POST /tables/{t}/rows``,
+``POST /tables/{t}/rows/batch`` and ``POST /tables/{t}/computed-columns`` answer 201 Created; every other success
+is 200. An empty or non-JSON body where one is needed is 400 ``malformed_json``; an unknown query parameter is 400
+``invalid_parameter``.
 
 Middleware, outermost first: request id and last-resort error handling, authentication, body-size limit. Engine
 calls block, so the endpoints run them in Starlette's thread pool.
@@ -24,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from engine import Database, Settings
-from service import batch, health, rows, tables
+from service import batch, computed, health, rows, tables
 from service.auth import AuthMiddleware, authenticator_for
 from service.errors import exception_handlers
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -63,6 +64,11 @@ def api_routes() -> list[BaseRoute]:
             f"{t}/rows", get=rows.list_rows, post=rows.insert_row, patch=rows.update_rows, delete=rows.delete_rows
         ),
         resource(t + "/rows/{row_id}", get=rows.get_row, put=rows.update_row, delete=rows.delete_row),
+        resource(f"{t}/computed-columns", get=computed.list_computed_columns, post=computed.add_computed_column),
+        resource(
+            t + "/computed-columns/{column}", get=computed.get_computed_column, delete=computed.drop_computed_column
+        ),
+        resource(t + "/computed-columns/{column}/recompute", post=computed.recompute),
         resource("/batch/operations", post=batch.batch_operations),
     ]
 

@@ -67,8 +67,19 @@ class NotReady(ShardUnavailable):
     code = "not_ready"
 
 
+class ComputedColumnNotFound(NotFound):
+    """The computed column named in the path does not exist (404), unlike an unknown column named in a body or
+    an expression, which is a bad request (``ColumnNotFound``, 400)."""
+
+    code = "computed_column_not_found"
+
+    def __init__(self, table: str, column: str) -> None:
+        super().__init__(f"Computed column '{column}' not found in table '{table}'", table=table, column=column)
+
+
 __all__ = [
     "BodyTooLarge",
+    "ComputedColumnNotFound",
     "InvalidParameter",
     "NotReady",
     "Unauthorized",

@@ -1,4 +1,4 @@
-"""Request bodies (pydantic models) and response shapes (TypedDicts) of the Tables and Rows endpoints.
+"""Request bodies (pydantic models) and response shapes (TypedDicts) of the REST endpoints.
 
 Envelopes are strict (no ``"5"`` for ``5``) and forbid unknown fields, so a typo is a 422 that names the field.
 Row values, column types, ``where`` clauses and ``order_by`` columns are checked by the engine against the
@@ -10,7 +10,7 @@ that are written out as they are, and re-validating thousands of rows on the way
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -125,6 +125,7 @@ class ColumnInfo(TypedDict):
     type: str
     is_computed: bool
     nullable: bool
+    column_type: NotRequired[str]  # computed columns only: expression | udf | aggregate | window
 
 
 class TableInfo(TypedDict):
@@ -204,3 +205,41 @@ class BatchRequest(_Body):
     transaction: bool = True
     continue_on_error: bool = False
     return_results: bool = True
+
+
+# -- computed columns ------------------------------------------------------------------------------------------------
+class AddComputedColumn(_Body):
+    """``column_type``, the expression and ``parameters`` are checked by the engine against the table's schema,
+    which names the offending field (400); only the JSON types are checked here (422)."""
+
+    name: str
+    column_type: str  # expression | udf | aggregate | window; the engine lists them when it is none of those
+    expression: str
+    dependencies: list[str] | None = None
+    parameters: dict[str, Any] | None = None
+    cache_results: bool = True
+
+
+class Recompute(_Body):
+    where: Where = None  # None (or no body): every row
+
+
+class ComputedColumnInfo(TypedDict):
+    name: str
+    column_type: str
+    expression: str
+    dependencies: list[str]
+    parameters: dict[str, Any]
+    cache_results: bool
+    type: str  # the values' column type
+    created_at: str
+    last_computed: str | None
+    computation_time_ms: float | None
+    errors: int  # cells that failed (and were set to null) in the last computation
+
+
+class RecomputeResult(TypedDict):
+    column: str
+    rows_recomputed: int
+    computation_time_ms: float
+    errors: int

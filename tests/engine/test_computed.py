@@ -29,8 +29,13 @@ BOUND = st.one_of(st.none(), st.integers(0, 3))
 
 def frame_of(rows: list[tuple[int, int | None, int]]) -> pl.DataFrame:
     return pl.DataFrame(
-        {"id": list(range(len(rows))), "g": [r[0] for r in rows], "v": [r[1] for r in rows], "o": [r[2] for r in rows]},
-        schema={"id": pl.Int64, "g": pl.Int64, "v": pl.Int64, "o": pl.Int64},
+        {
+            "id": list(range(len(rows))),
+            "g": [r[0] for r in rows],
+            "_arg": [r[1] for r in rows],
+            "o": [r[2] for r in rows],
+        },
+        schema={"id": pl.Int64, "g": pl.Int64, "_arg": pl.Int64, "o": pl.Int64},
     )
 
 

@@ -214,3 +214,13 @@ def test_columns_added_to_an_empty_table_fill_on_insert(db: engine.Database, nam
     t.add_computed_column("total", "expression", "price * quantity")
     t.insert([{"id": i, "price": 2.0, "quantity": i} for i in range(4)])
     assert [r["total"] for r in t.query(order_by=["id"]).rows.to_pylist()] == [0.0, 2.0, 4.0, 6.0]
+
+
+def test_user_columns_named_like_internal_ones(db: engine.Database, name: str) -> None:
+    t = db.create_table(name, {"id": "int", "v": "int", "value": "string"}, primary_key="id", shards=2)
+    t.insert([{"id": i, "v": 10 - i, "value": "xy"[i % 2]} for i in range(6)])
+    t.add_computed_column("rn", "window", "ROW_NUMBER()", parameters={"order_by": ["v"]})
+    t.add_computed_column("total", "aggregate", "SUM(v)", parameters={"group_by": ["value"]})
+    got = {r["id"]: r for r in t.query().rows.to_pylist()}
+    assert [got[i]["rn"] for i in range(6)] == [6, 5, 4, 3, 2, 1]
+    assert got[0]["total"] == 10 + 8 + 6 and got[1]["total"] == 9 + 7 + 5
