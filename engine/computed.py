@@ -37,6 +37,7 @@ import orjson
 import polars as pl
 
 from engine.errors import Conflict, InvalidRequest
+from engine.expressions import OnError
 from engine.schema import TableSchema, check_name
 
 # Internal column names: user names start with a letter, so these never clash with a table's columns.
@@ -89,8 +90,8 @@ class ComputedColumn:
         return self.column_type in ("aggregate", "window")
 
     @property
-    def on_error(self) -> str:
-        return str(self.parameters.get("on_error", "null"))
+    def on_error(self) -> OnError:
+        return "abort" if self.parameters.get("on_error") == "abort" else "null"
 
     def to_dict(self) -> dict[str, Any]:
         return {

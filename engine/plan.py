@@ -8,7 +8,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.expressions import Compiled
+from engine.expressions import Compiled, OnError
 
 Direction = Literal["ascending", "descending"]
 
@@ -37,7 +37,7 @@ class ColumnKernel:
 
     name: str
     compiled: Compiled
-    on_error: str  # "null" | "abort"
+    on_error: OnError
     stored: bool
 
 

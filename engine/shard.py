@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
 
-from engine import expressions, storage
+from engine import evaluation, expressions, storage
 from engine.computed import ARG, partial_aggregate
 from engine.errors import DuplicateKey, InvalidValue, TesseraError
 from engine.hashing import hash_columns
@@ -65,7 +65,7 @@ class _Staged:
 
 def compute(kernel: ColumnKernel, table: pa.Table) -> tuple[pa.ChunkedArray | pa.Array, int]:
     """An expression column's values over ``table`` and how many cells failed (null unless it aborts)."""
-    result = expressions.evaluate(kernel.compiled, table, kernel.on_error)  # type: ignore[arg-type]
+    result = evaluation.evaluate(kernel.compiled, table, kernel.on_error)
     return result.values, result.errors
 
 
