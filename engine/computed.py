@@ -310,7 +310,9 @@ def window_values(frame: pl.DataFrame, spec: WindowSpec, key: Sequence[str], nam
     order = [c for c, _ in spec.order_by] + [k for k in key if k not in {c for c, _ in spec.order_by}]
     descending = [d for _, d in spec.order_by] + [False] * (len(order) - len(spec.order_by))
     part = list(spec.partition_by)
-    ordered = frame.sort([*part, *order], descending=[False] * len(part) + descending, nulls_last=True)
+    # ``over`` keeps the frame's order within each partition, so sorting by the order columns is enough
+    # (sorting by the partition columns too, often strings, cost most of a window's time)
+    ordered = frame.sort(order, descending=descending, nulls_last=True)
     f = spec.call.function
     position = pl.int_range(pl.len(), dtype=pl.Int64)
     if f == "ROW_NUMBER":
