@@ -4,6 +4,8 @@ Suites:
   foundation   issue 2's figures: bulk insert, REST batch insert, full scan, REST point lookup,
                each with its ratio against the raw library in the same run.
   batch        issue 3's figures: one batch of upserts vs separate PUTs, small-batch latency, transfers/s.
+  recompute    issue 4's figures: recompute of a stored computed column vs Polars and Lance add_columns,
+               insert with 3 computed columns vs without; ``--suite`` adds a PNG chart.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks import batch, foundation
+from benchmarks import batch, foundation, recompute
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,8 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="suite", required=True)
     foundation.add_arguments(sub.add_parser("foundation", help="bulk insert, REST batch, scan, point lookup"))
     batch.add_arguments(sub.add_parser("batch", help="batch vs separate upserts, small batch latency, transfers"))
+    recompute.add_arguments(
+        sub.add_parser("recompute", help="computed-column recompute and insert, vs Polars and Lance")
+    )
     args = parser.parse_args(argv)
-    return {"foundation": foundation.run, "batch": batch.run}[args.suite](args)
+    return {"foundation": foundation.run, "batch": batch.run, "recompute": recompute.run}[args.suite](args)
 
 
 if __name__ == "__main__":
