@@ -96,7 +96,8 @@ def with_kernels(table: pa.Table, kernels: Sequence[ColumnKernel], stored: bool)
 
 def evaluate(table: pa.Table, exprs: dict[str, pc.Expression]) -> pa.Table:
     """Evaluate Arrow expressions over a table's rows, vectorised."""
-    return pds.dataset(table).to_table(columns=exprs)
+    # small tables (a point write's rows) skip the thread pool: waking it costs more than the work
+    return pds.dataset(table).to_table(columns=exprs, use_threads=table.num_rows > 65_536)
 
 
 def mask(table: pa.Table, where: pc.Expression | None) -> pa.ChunkedArray:

@@ -125,7 +125,7 @@ def rewrite(uri: str, version: int, deleted: np.ndarray, rows: pa.Table | None) 
         else:
             operation = lance.LanceOperation.Append(created)
         before = max((f.fragment_id for f in ds.get_fragments()), default=-1)
-        after = lance.LanceDataset.commit(uri, operation, read_version=version)
+        after = lance.LanceDataset.commit(ds, operation, read_version=version)  # the open dataset: no second open
         _remember(uri, after)
         return after.version, _new_addresses(after, before, [m.physical_rows for m in created])
 
