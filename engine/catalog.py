@@ -78,8 +78,6 @@ class SchemaChange:
     table_id: str
     layout: int
     schema: TableSchema
-    stats: tuple[tuple[str, Stats], ...] = ()  # computed column name -> what its computation did
-    bump: bool = True  # False: only the stats change (a recompute), not the columns
 
 
 @dataclass(frozen=True)
@@ -298,19 +296,12 @@ class SqliteCatalog:
                     raise SchemaChanged(table_id)
             if schema is not None:
                 db.execute(
-                    "UPDATE tables SET schema = ?, layout = layout + ? WHERE id = ?",
-                    (orjson.dumps(schema.schema.to_dict()).decode(), int(schema.bump), schema.table_id),
+                    "UPDATE tables SET schema = ?, layout = layout + 1 WHERE id = ?",
+                    (orjson.dumps(schema.schema.to_dict()).decode(), schema.table_id),
                 )
-                db.execute(
+                db.execute(  # the stats of dropped columns go with them
                     "DELETE FROM computed_stats WHERE table_id = ? AND name NOT IN (SELECT value FROM json_each(?))",
                     (schema.table_id, orjson.dumps([c.name for c in schema.schema.computed]).decode()),
-                )
-                db.executemany(
-                    "INSERT OR REPLACE INTO computed_stats VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (schema.table_id, name, st.last_computed, st.computation_time_ms, st.errors)
-                        for name, st in schema.stats
-                    ],
                 )
             for c in changes:
                 cur = db.execute(

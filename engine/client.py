@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -114,10 +114,6 @@ def kernels(schema: TableSchema) -> tuple[ColumnKernel, ...]:
         for c in schema.computed
         if c.column_type == "expression"
     )
-
-
-def _with(record: TableRecord, schema: TableSchema) -> TableRecord:
-    return TableRecord(record.id, record.name, schema, record.shards, record.created_at, record.version, record.layout)
 
 
 def _attach_on(column: ComputedColumn, schema: TableSchema) -> tuple[str, ...]:
@@ -377,13 +373,12 @@ class Table:
         errors = 0
         if column.stored:
             new_specs = _shard_specs(record.id, record.name, schema, record.shards, self.db.root, record.layout)
-            change = SchemaChange(record.id, record.layout, schema, ((name, Stats(now_iso(), None, 0)),))
+            change = SchemaChange(record.id, record.layout, schema)
             staged = self.db.coordinator.run([ShardWork(s, (AddColumn(name),)) for s in new_specs], schema=change)
             errors = sum(r.results[0].errors for r in staged)
         else:
             if column.whole_table:  # computes now, so a bad definition fails here, not on the next read
-                kernels(schema)
-                self.db.derived.values(self.db.coordinator, _with(record, schema), states, specs, column)
+                self.db.derived.values(self.db.coordinator, replace(record, schema=schema), states, specs, column)
             else:  # with on_error "abort", every row must compute now (later writes are checked as they come)
                 kernel = next(k for k in kernels(schema) if k.name == name)
                 if column.on_error == "abort":
@@ -444,8 +439,7 @@ class Table:
                     )
             expr = compile_where(clauses, record.schema)
             op = Recompute(name, expr, everything=where is None)
-            change = SchemaChange(record.id, record.layout, record.schema, bump=False)
-            staged = self.db.coordinator.run([ShardWork(s, (op,)) for s in specs], schema=change)
+            staged = self.db.coordinator.run([ShardWork(s, (op,)) for s in specs])
             rows = sum(r.results[0].rows_affected for r in staged)
             errors = sum(r.results[0].errors for r in staged)
         elif column.whole_table:

@@ -10,7 +10,6 @@ Windows: the key, partition, order and argument columns of every shard are gathe
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +42,6 @@ class Values:
 
     on: tuple[str, ...]  # the group_by columns (aggregate) or the key (window)
     frame: pl.DataFrame
-    errors: int
-    seconds: float
 
 
 class DerivedCache:
@@ -67,18 +64,17 @@ class DerivedCache:
     ) -> Values:
         """The column's values at the table version ``states`` names (``fresh``: compute again, not cached)."""
         versions = tuple(s.version for s in states)
-        key = (record.id, column.name + "\0" + column.expression + column.parameters_json, versions)
+        key = (record.id, _tag(column), versions)
         if column.cache_results and not fresh:
             with self._lock:
                 hit = self._values.get(key)
             if hit is not None:
                 return hit
-        start = time.perf_counter()
         if column.column_type == "aggregate":
             on, frame = self._aggregate(coordinator, record, versions, specs, column, fresh)
         else:
             on, frame = _window(coordinator, record, versions, specs, column)
-        values = Values(on, frame, 0, time.perf_counter() - start)
+        values = Values(on, frame)
         if column.cache_results:
             with self._lock:
                 if len(self._values) >= _MAX_CACHED:
@@ -97,7 +93,7 @@ class DerivedCache:
     ) -> tuple[tuple[str, ...], pl.DataFrame]:
         call = parse_call(column.expression, "aggregate")
         groups = group_by(column.parameters)
-        tag = column.name + "\0" + column.expression + column.parameters_json
+        tag = _tag(column)
         partials: list[pl.DataFrame | None] = [None] * len(specs)
         missing = []
         with self._lock:
@@ -117,6 +113,11 @@ class DerivedCache:
                         self._partials[(record.id, tag, i, versions[i])] = frame
                         _trim(self._partials, _MAX_CACHED * 16)
         return groups, merge_partials([p for p in partials if p is not None], call.function, groups)
+
+
+def _tag(column: ComputedColumn) -> str:
+    """What cached values are keyed on: a column dropped and added again with another definition misses."""
+    return "\0".join((column.name, column.expression, column.parameters_json))
 
 
 def _argument(record: TableRecord, arg: str | None, column: ComputedColumn) -> tuple[ColumnKernel, ...]:

@@ -146,12 +146,18 @@ def take_rows(table: pa.Table, positions: np.ndarray) -> pa.Table:
     return pa.concat_tables([table.slice(int(p), 1) for p in positions])
 
 
+def _working(rows: pa.Table, schema: pa.Schema, addresses: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """``rows`` as a working table of ``schema`` plus their addresses; a column ``rows`` lacks is null (a stored
+    computed column that a version predates, or that a stage has still to compute)."""
+    n = rows.num_rows
+    columns = [rows[f.name] if f.name in rows.column_names else pa.nulls(n, f.type) for f in schema]
+    return pa.Table.from_arrays([*columns, addresses], schema=schema.append(_ADDRESS))
+
+
 def _unwritten(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     """``rows`` as new rows of a working table of ``schema``: no Lance address yet, stored computed columns
     still to compute (``Shard._persist`` does, once per stage)."""
-    n = rows.num_rows
-    columns = [rows[f.name] if f.name in rows.column_names else pa.nulls(n, f.type) for f in schema]
-    return pa.Table.from_arrays([*columns, pa.nulls(n, pa.uint64())], schema=schema.append(_ADDRESS))
+    return _working(rows, schema, pa.nulls(rows.num_rows, pa.uint64()))
 
 
 def _located(exc: expressions.CellError, rows: pa.Table, key: Sequence[str]) -> expressions.CellError:
@@ -200,11 +206,7 @@ class Shard:
     def _read(self, version: int) -> pa.Table:
         """``version``'s rows in schema order, with their addresses."""
         table = storage.read(self.uri, version, addresses=True)
-        n = table.num_rows
-        columns = [  # a version from before a stored column was added lacks it
-            table[f.name] if f.name in table.column_names else pa.nulls(n, f.type) for f in self.spec.schema
-        ]
-        return pa.Table.from_arrays([*columns, table[ROW_ADDRESS]], schema=self.spec.schema.append(_ADDRESS))
+        return _working(table, self.spec.schema, table[ROW_ADDRESS])
 
     def _persist(self, work: pa.Table, deleted: list[np.ndarray]) -> tuple[pa.Table, int]:
         """Write a stage's net effect as one Lance commit: delete ``deleted`` addresses, append the new rows.
