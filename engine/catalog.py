@@ -78,6 +78,7 @@ class SchemaChange:
     table_id: str
     layout: int
     schema: TableSchema
+    stale: tuple[str, ...] = ()  # computed columns to mark stale (a UDF they call was replaced)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class Catalog(Protocol):
         schema: SchemaChange | None = None,
     ) -> None: ...
     def computed_stats(self, table_id: str) -> dict[str, Stats]: ...
+    def udf_usage(self, table_id: str) -> dict[str, int]: ...
+    def count_udf_calls(self, table_id: str, name: str, calls: int = 1) -> None: ...
     def get_record(self, key: str) -> IdempotencyRecord | None: ...
     def put_record(self, record: IdempotencyRecord) -> None: ...
     def get_meta(self, key: str) -> str | None: ...
@@ -134,6 +137,13 @@ CREATE TABLE IF NOT EXISTS computed_stats (
     last_computed TEXT,
     computation_time_ms REAL,
     errors INTEGER NOT NULL,
+    stale INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (table_id, name)
+);
+CREATE TABLE IF NOT EXISTS udf_usage (
+    table_id TEXT NOT NULL REFERENCES tables(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    calls INTEGER NOT NULL,
     PRIMARY KEY (table_id, name)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -165,6 +175,8 @@ class SqliteCatalog:
         conn.executescript(_SCHEMA)
         if "layout" not in {row[1] for row in conn.execute("PRAGMA table_info(tables)")}:  # older catalogs
             conn.execute("ALTER TABLE tables ADD COLUMN layout INTEGER NOT NULL DEFAULT 0")
+        if "stale" not in {row[1] for row in conn.execute("PRAGMA table_info(computed_stats)")}:
+            conn.execute("ALTER TABLE computed_stats ADD COLUMN stale INTEGER NOT NULL DEFAULT 0")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -303,6 +315,15 @@ class SqliteCatalog:
                     "DELETE FROM computed_stats WHERE table_id = ? AND name NOT IN (SELECT value FROM json_each(?))",
                     (schema.table_id, orjson.dumps([c.name for c in schema.schema.computed]).decode()),
                 )
+                db.execute(  # and the usage counts of dropped UDFs
+                    "DELETE FROM udf_usage WHERE table_id = ? AND name NOT IN (SELECT value FROM json_each(?))",
+                    (schema.table_id, orjson.dumps([u.name for u in schema.schema.udfs]).decode()),
+                )
+                db.executemany(
+                    "INSERT INTO computed_stats (table_id, name, errors, stale) VALUES (?, ?, 0, 1) "
+                    "ON CONFLICT (table_id, name) DO UPDATE SET stale = 1",
+                    [(schema.table_id, name) for name in schema.stale],
+                )
             for c in changes:
                 cur = db.execute(
                     "UPDATE shards SET version = ?, row_count = ? WHERE table_id = ? AND shard = ? AND version = ?",
@@ -326,16 +347,27 @@ class SqliteCatalog:
 
     def computed_stats(self, table_id: str) -> dict[str, Stats]:
         rows = self._conn().execute(
-            "SELECT name, last_computed, computation_time_ms, errors FROM computed_stats WHERE table_id = ?",
+            "SELECT name, last_computed, computation_time_ms, errors, stale FROM computed_stats WHERE table_id = ?",
             (table_id,),
         )
-        return {name: Stats(last, ms, errors) for name, last, ms, errors in rows}
+        return {name: Stats(last, ms, errors, bool(stale)) for name, last, ms, errors, stale in rows}
 
     def set_computed_stats(self, table_id: str, name: str, stats: Stats) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT OR REPLACE INTO computed_stats VALUES (?, ?, ?, ?, ?)",
-                (table_id, name, stats.last_computed, stats.computation_time_ms, stats.errors),
+                "INSERT OR REPLACE INTO computed_stats VALUES (?, ?, ?, ?, ?, ?)",
+                (table_id, name, stats.last_computed, stats.computation_time_ms, stats.errors, int(stats.stale)),
+            )
+
+    def udf_usage(self, table_id: str) -> dict[str, int]:
+        rows = self._conn().execute("SELECT name, calls FROM udf_usage WHERE table_id = ?", (table_id,))
+        return dict(rows.fetchall())
+
+    def count_udf_calls(self, table_id: str, name: str, calls: int = 1) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO udf_usage VALUES (?, ?, ?) ON CONFLICT (table_id, name) DO UPDATE SET calls = calls + ?",
+                (table_id, name, calls, calls),
             )
 
     def put_record(self, record: IdempotencyRecord) -> None:

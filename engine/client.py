@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import runtime, storage
+from engine import runtime, storage, udfs
 from engine.batch import BatchResult, run_batch
 from engine.catalog import SchemaChange, ShardState, SqliteCatalog, TableRecord, now_iso
 from engine.coerce import coerce_value, conform_table, decode_json_cells, rows_to_table
@@ -56,6 +56,7 @@ from engine.schema import TableSchema, build_schema, check_name
 from engine.shard import read_table, sort_keys
 from engine.transaction import Coordinator, ShardWork, resolve
 from engine.types import arrow_type
+from engine.udfs import Udf
 from engine.where import compile_where, key_values, parse_where
 
 if TYPE_CHECKING:
@@ -110,9 +111,14 @@ def _specs(record: TableRecord, root: str) -> tuple[ShardSpec, ...]:
 def kernels(schema: TableSchema) -> tuple[ColumnKernel, ...]:
     """The expression columns as shards compute them, in dependency (creation) order."""
     return tuple(
-        ColumnKernel(c.name, compile_expression(c.expression, schema, field="expression"), c.on_error, c.stored)
+        ColumnKernel(
+            c.name,
+            compile_expression(c.expression, schema, field="expression", functions=udfs.functions(schema.udfs)),
+            c.on_error,
+            c.stored,
+        )
         for c in schema.computed
-        if c.column_type == "expression"
+        if c.column_type in ("expression", "udf")
     )
 
 
@@ -138,6 +144,7 @@ def _column_info(column: ComputedColumn, stats: Stats | None) -> dict[str, Any]:
         "last_computed": stats.last_computed,
         "computation_time_ms": stats.computation_time_ms,
         "errors": stats.errors,
+        "stale": stats.stale,
     }
 
 
@@ -176,7 +183,10 @@ class Database:
         if hosts is None:
             hosts = str(settings.hosts or runtime.cluster_cpus())
             self.catalog.set_meta("hosts", hosts)
-        self.coordinator = Coordinator(self.catalog, runtime.host_pool(self.root, int(hosts), settings.lease_seconds))
+        runner = (settings.udf_runner, settings.udf_limits())
+        udfs.configure(*runner)
+        pool = runtime.host_pool(self.root, int(hosts), settings.lease_seconds, runner)
+        self.coordinator = Coordinator(self.catalog, pool)
         self.default_shards = settings.shards or runtime.cluster_cpus()
         self.derived = DerivedCache()
         self._reconcile()
@@ -454,6 +464,111 @@ class Table:
     def _record_stats(self, name: str, stats: Stats) -> None:
         self.db.catalog.set_computed_stats(self.db.catalog.get_table(self.name).id, name, stats)
 
+    # -- user-defined functions ---------------------------------------------------------------------------
+    def register_udf(
+        self,
+        name: str,
+        language: str,
+        code: str,
+        parameters: Sequence[dict[str, Any]] = (),
+        return_type: str = "float",
+        *,
+        description: str | None = None,
+        deterministic: bool = False,
+        replace: bool = False,
+    ) -> dict[str, Any]:
+        """Register a UDF (``engine.udfs``): its code is compiled in the sandbox first; returns its info.
+
+        ``replace=True`` replaces the code of an existing UDF (its parameters and return type may change only
+        while no computed column calls it); stored columns that call it are marked ``stale`` until recomputed.
+        """
+        record = self.db.catalog.get_table(self.name)
+        previous = record.schema.udf(name) if replace and isinstance(name, str) else None
+        if replace and previous is None:
+            raise udfs.UdfNotFound(self.name, str(name))
+        params = [dict(p) for p in parameters] if isinstance(parameters, list | tuple) else parameters
+        udf = udfs.define(
+            record.schema,
+            name,
+            language,
+            code,
+            params,
+            return_type,
+            description,
+            deterministic,
+            now=now_iso(),
+            previous=previous,
+        )
+        users = self._udf_users(record.schema, udf.name)
+        if (
+            previous is not None
+            and users
+            and (udf.parameters, udf.return_type)
+            != (
+                previous.parameters,
+                previous.return_type,
+            )
+        ):
+            raise udfs.UdfInUse(
+                f"UDF '{name}' is called by {', '.join(users)}: its parameters and return type cannot change",
+                udf=name,
+                used_by=users,
+            )
+        udf = udfs.checked(udf, udfs.runner())
+        stale = tuple(c for c in users if record.schema.computed_column(c).stored)  # type: ignore[union-attr]
+        self.db.coordinator.run([], schema=SchemaChange(record.id, record.layout, record.schema.with_udf(udf), stale))
+        return self.udf(udf.name)
+
+    def udfs(self) -> list[dict[str, Any]]:
+        record = self.db.catalog.get_table(self.name)
+        usage = self.db.catalog.udf_usage(record.id)
+        return [self._udf_info(u, usage, record.schema) for u in record.schema.udfs]
+
+    def udf(self, name: str) -> dict[str, Any]:
+        record = self.db.catalog.get_table(self.name)
+        udf = self._find_udf(record.schema, name)
+        return self._udf_info(udf, self.db.catalog.udf_usage(record.id), record.schema)
+
+    def drop_udf(self, name: str) -> None:
+        """Drop a UDF; 409 while computed columns call it."""
+        record = self.db.catalog.get_table(self.name)
+        self._find_udf(record.schema, name)
+        users = self._udf_users(record.schema, name)
+        if users:
+            raise udfs.UdfInUse(
+                f"UDF '{name}' is called by computed column{'s' if len(users) > 1 else ''} {', '.join(users)}; "
+                "drop those first",
+                udf=name,
+                used_by=users,
+            )
+        self.db.coordinator.run([], schema=SchemaChange(record.id, record.layout, record.schema.without_udf(name)))
+
+    def execute_udf(self, name: str, arguments: dict[str, Any]) -> Any:
+        """Call a UDF once with named arguments; returns its result as a JSON value."""
+        record = self.db.catalog.get_table(self.name)
+        udf = self._find_udf(record.schema, name)
+        try:
+            return udfs.execute(udf, arguments)
+        finally:
+            self.db.catalog.count_udf_calls(record.id, name)
+
+    def _find_udf(self, schema: TableSchema, name: str) -> Udf:
+        udf = schema.udf(name) if isinstance(name, str) else None
+        if udf is None:
+            raise udfs.UdfNotFound(self.name, str(name))
+        return udf
+
+    @staticmethod
+    def _udf_users(schema: TableSchema, name: str) -> list[str]:
+        return [c.name for c in schema.computed if name in udfs.calls(c.expression, {name})]
+
+    def _udf_info(self, udf: Udf, usage: dict[str, int], schema: TableSchema) -> dict[str, Any]:
+        info = udf.to_dict()
+        info["inlined"] = info.pop("inline") is not None
+        info["usage_count"] = usage.get(udf.name, 0)
+        info["used_by"] = self._udf_users(schema, udf.name)
+        return info
+
     # -- writes ---------------------------------------------------------------------------------------------
     def insert(
         self, rows: dict[str, Any] | list[dict[str, Any]] | pa.Table, *, return_rows: bool = False
@@ -729,7 +844,7 @@ class Table:
         """``{"expr": "balance - 10"}``: compiled against the row's current values, checked against the column."""
         if not isinstance(text, str):
             raise InvalidRequest(f"set.{name}.expr must be a string", field=f"set.{name}.expr")
-        compiled = compile_expression(text, schema, field=f"set.{name}")
+        compiled = compile_expression(text, schema, field=f"set.{name}", functions=udfs.functions(schema.udfs))
         target = schema.column(name).type
         fits = compiled.type in (target, "null") or (target == "float" and compiled.type == "int")
         if not fits:

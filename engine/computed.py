@@ -5,7 +5,9 @@ Four kinds (``column_type``):
 - ``expression``: a Python-syntax expression over the row (``engine.expressions``). Stored ones
   (``cache_results``) are real columns of the shards' Lance datasets, computed by the shard for every row a
   write adds or changes; the others are computed by the shard when read.
-- ``udf``: a call of a registered user-defined function (wired in by the UDF issue).
+- ``udf``: a call of one of the table's user-defined functions (``engine.udfs``), with expressions as arguments;
+  stored like an expression column (``cache_results``) or computed when read. Expression columns may call UDFs
+  too.
 - ``aggregate``: ``SUM AVG MIN MAX COUNT COUNT_DISTINCT`` of a column or expression (``COUNT(*)``), optionally
   ``parameters.group_by``; each row holds its group's value. Shards compute partial aggregates of their rows,
   merged once (``aggregate_values``).
@@ -126,6 +128,7 @@ class Stats:
     last_computed: str | None = None
     computation_time_ms: float | None = None
     errors: int = 0
+    stale: bool = False  # a UDF it calls was replaced since: recompute to bring stored values up to date
 
 
 # -- parsing the whole-table kinds ----------------------------------------------------------------------------
@@ -409,16 +412,13 @@ def define(
 ) -> ComputedColumn:
     """Validate a new computed column against ``schema``; raises a 4xx error naming the problem."""
     from engine.expressions import compile_expression
+    from engine.udfs import functions
 
     check_name(name, "name")
     if any(c.lower() == name.lower() for c in (*schema.readable, *schema.key)):
         raise ColumnExists(name)
     if column_type not in KINDS:
         raise InvalidComputedColumn(f"column_type must be one of {', '.join(KINDS)}", field="column_type")
-    if column_type == "udf":
-        raise InvalidComputedColumn(
-            "column_type 'udf' needs user-defined functions, which this version does not have yet", field="column_type"
-        )
     if not isinstance(expression, str) or not expression.strip():
         raise InvalidComputedColumn("expression must be a non-empty string", field="expression")
     if parameters is None:
@@ -432,11 +432,13 @@ def define(
     _no_cycle(name, expression)
 
     def compiled(text: str) -> tuple[str, frozenset[str]]:
-        c = compile_expression(text, schema, field="expression")
+        c = compile_expression(text, schema, field="expression", functions=functions(schema.udfs))
         _row_level(schema, c.columns, "expression")
         return c.type, c.columns
 
-    if column_type == "expression":
+    if column_type == "udf":
+        _udf_call(schema, expression)
+    if column_type in ("expression", "udf"):
         type_, deps = compiled(expression)
     else:
         call = parse_call(expression, column_type)
@@ -472,6 +474,21 @@ def define(
         type_,
         created_at,
     )
+
+
+def _udf_call(schema: TableSchema, expression: str) -> None:
+    """A ``udf`` column is one call of one of the table's UDFs (its arguments are expressions)."""
+    try:
+        node = ast.parse(expression.strip(), mode="eval").body
+    except SyntaxError:
+        return  # compiling reports it, with the position
+    names = [u.name for u in schema.udfs]
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names):
+        known = f"the table's UDFs are {', '.join(names)}" if names else "the table has no UDFs yet"
+        raise InvalidComputedColumn(
+            f"expression: a udf column is a call of a registered UDF, e.g. calculate_discount(price, 0.2); {known}",
+            field="expression",
+        )
 
 
 def _no_cycle(name: str, expression: str) -> None:

@@ -26,6 +26,14 @@ class Settings:
     maintenance_seconds: float = 30.0  # how often background compaction and cleanup run; 0 disables
     compact_min_fragments: int = 16
     version_retention_seconds: float = 300.0  # unnamed Lance versions older than this are deleted
+    # UDF sandbox: the runner ("module:Class", built with the udf_* limits below) and its limits per worker call,
+    # a call being one batch of at most udf_batch_rows rows, one registration check or one execute.
+    udf_runner: str = "sandbox.runner:SandboxRunner"
+    udf_cpu_seconds: float = 2.0
+    udf_wall_seconds: float = 5.0
+    udf_memory_mb: int = 512  # address space of a worker process
+    udf_workers: int = 2  # sandbox worker processes per process that runs UDFs (each shard host, the server)
+    udf_batch_rows: int = 16_384
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -47,6 +55,16 @@ class Settings:
         if settings.auth not in ("open", "required"):
             raise ValueError(f"auth must be 'open' or 'required', not {settings.auth!r}")
         return settings
+
+    def udf_limits(self) -> dict[str, Any]:
+        """The keyword arguments of the UDF runner."""
+        return {
+            "cpu_seconds": self.udf_cpu_seconds,
+            "wall_seconds": self.udf_wall_seconds,
+            "memory_mb": self.udf_memory_mb,
+            "workers": self.udf_workers,
+            "batch_rows": self.udf_batch_rows,
+        }
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -32,6 +32,7 @@ from engine.computed import (
 from engine.expressions import compile_expression
 from engine.plan import ColumnKernel, ReadPlan, ShardSpec
 from engine.transaction import Coordinator
+from engine.udfs import functions
 
 _MAX_CACHED = 64
 
@@ -122,7 +123,8 @@ def _tag(column: ComputedColumn) -> str:
 
 def _argument(record: TableRecord, arg: str | None, column: ComputedColumn) -> tuple[ColumnKernel, ...]:
     """The kernel computing the argument as column ``ARG`` (``COUNT(*)`` counts a constant)."""
-    compiled = compile_expression(arg if arg is not None else "1", record.schema, field="expression")
+    text = arg if arg is not None else "1"
+    compiled = compile_expression(text, record.schema, field="expression", functions=functions(record.schema.udfs))
     return (ColumnKernel(ARG, compiled, column.on_error, stored=False),)
 
 

@@ -229,18 +229,24 @@ FUNCTIONS: dict[str, Function] = {}  # the built-ins, registered by engine.funct
 
 
 def compile_expression(
-    text: str, schema: TableSchema, *, field: str = "expr", functions: Mapping[str, Function] | None = None
+    text: str,
+    schema: TableSchema,
+    *,
+    field: str = "expr",
+    functions: Mapping[str, Function] | None = None,
+    bindings: Mapping[str, Compiled] | None = None,
 ) -> Compiled:
     """Compile ``text`` against ``schema``; raises InvalidExpression or ColumnNotFound.
 
-    ``functions`` adds callable names to ``FUNCTIONS`` (a table's UDFs), looked up first.
+    ``functions`` adds callable names to ``FUNCTIONS`` (a table's UDFs), looked up first. ``bindings`` gives names
+    a compiled value instead of a column (an inlined UDF's parameters bound to its arguments).
 
     >>> from engine.schema import build_schema
     >>> c = compile_expression("balance - 10", build_schema("t", {"balance": "int"}, None))
     >>> (c.type, sorted(c.columns))
     ('int', ['balance'])
     """
-    cx = _Context(text[:MAX_LENGTH], schema, field, functions or {}, itertools.count())
+    cx = _Context(text[:MAX_LENGTH], schema, field, functions or {}, itertools.count(), bindings or {})
     if len(text) > MAX_LENGTH:
         raise cx.at(f"expression is longer than {MAX_LENGTH} characters", *_position(text, MAX_LENGTH))
     try:
@@ -262,6 +268,7 @@ class _Context:
     field: str
     functions: Mapping[str, Function]
     steps: Iterator[int]  # numbers the steps' hidden columns
+    bindings: Mapping[str, Compiled]
 
     def compile(self, node: ast.expr) -> Compiled:
         handler = _HANDLERS.get(type(node))
@@ -489,6 +496,9 @@ _LITERALS: dict[type, str] = {bool: "bool", int: "int", float: "float", str: "st
 
 
 def _name(node: ast.Name, cx: _Context) -> Compiled:
+    bound = cx.bindings.get(node.id)
+    if bound is not None:
+        return bound
     column = cx.schema.column(node.id, cx.field)
     return Compiled(pc.field(column.name), column.type, frozenset({column.name}))
 

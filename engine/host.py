@@ -14,9 +14,11 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
+from engine import udfs
 from engine.errors import ShardUnavailable
 from engine.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
 from engine.shard import Shard
@@ -32,11 +34,13 @@ class _Slot:
 
 
 class ShardHost:
-    def __init__(self, lease_seconds: float = 60.0) -> None:
+    def __init__(self, lease_seconds: float = 60.0, udf_runner: tuple[str, dict[str, Any]] | None = None) -> None:
         # Ray sets OMP_NUM_THREADS=1 in actors that reserve no CPU, which shrinks Arrow's pool to one thread;
         # shard work is vectorised Arrow, so give it the machine's cores back.
         pa.set_cpu_count(os.cpu_count() or 1)
         self.lease = lease_seconds
+        if udf_runner is not None:  # UDF columns run their code through this (in sandbox worker processes)
+            udfs.configure(*udf_runner)
         self._shards: dict[Key, Shard] = {}
         self._slots: dict[Key, _Slot] = {}
         self._mutex = threading.Lock()

@@ -13,6 +13,7 @@ from engine.types import COLUMN_TYPES, KEY_TYPES, arrow_type
 
 if TYPE_CHECKING:
     from engine.computed import ComputedColumn
+    from engine.udfs import Udf
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 MAX_NAME = 63
@@ -44,13 +45,15 @@ class TableSchema:
     """Columns in declaration order; ``primary_key`` is empty when the engine assigns ``_row_id``.
 
     ``columns`` are the columns clients write; ``computed`` the computed columns (``engine.computed``), in
-    creation order, which is also their dependency order. Both can be read, filtered and sorted on.
+    creation order, which is also their dependency order. Both can be read, filtered and sorted on. ``udfs``
+    are the table's user-defined functions (``engine.udfs``), in registration order.
     """
 
     table: str
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
     computed: tuple[ComputedColumn, ...] = ()
+    udfs: tuple[Udf, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -96,6 +99,18 @@ class TableSchema:
     def without_computed(self, name: str) -> TableSchema:
         return replace(self, computed=tuple(c for c in self.computed if c.name != name))
 
+    def udf(self, name: str) -> Udf | None:
+        return next((u for u in self.udfs if u.name == name), None)
+
+    def with_udf(self, udf: Udf) -> TableSchema:
+        """``udf`` added, or in place of the UDF of that name."""
+        if self.udf(udf.name) is None:
+            return replace(self, udfs=(*self.udfs, udf))
+        return replace(self, udfs=tuple(udf if u.name == udf.name else u for u in self.udfs))
+
+    def without_udf(self, name: str) -> TableSchema:
+        return replace(self, udfs=tuple(u for u in self.udfs if u.name != name))
+
     def arrow_schema(self) -> pa.Schema:
         """The storage schema: declared columns, then ``_row_id`` for tables without a primary key."""
         fields = [pa.field(c.name, arrow_type(c.type)) for c in self.columns]
@@ -109,15 +124,18 @@ class TableSchema:
             "columns": [c.to_dict() for c in self.columns],
             "primary_key": list(self.primary_key),
             "computed": [c.to_dict() for c in self.computed],
+            "udfs": [u.to_dict() for u in self.udfs],
         }
 
     @classmethod
     def from_dict(cls, table: str, d: dict[str, Any]) -> TableSchema:
         from engine.computed import ComputedColumn
+        from engine.udfs import Udf
 
         cols = tuple(Column(c["name"], c["type"], c["nullable"]) for c in d["columns"])
         computed = tuple(ComputedColumn.from_dict(c) for c in d.get("computed", []))
-        return cls(table, cols, tuple(d["primary_key"]), computed)
+        udfs = tuple(Udf.from_dict(u) for u in d.get("udfs", []))
+        return cls(table, cols, tuple(d["primary_key"]), computed, udfs)
 
 
 def build_schema(table: str, columns: dict[str, Any], primary_key: str | list[str] | None) -> TableSchema:

@@ -6,7 +6,7 @@
 >>> app = create_app(db, db.settings)                       # doctest: +SKIP
 
 Status codes where the contract is silent: ``POST /tables``, ``POST /tables/{t}/rows``,
-``POST /tables/{t}/rows/batch`` and ``POST /tables/{t}/computed-columns`` answer 201 Created; every other success
+``POST /tables/{t}/rows/batch``, ``POST /tables/{t}/computed-columns`` and ``POST /tables/{t}/udfs`` answer 201 Created; every other success
 is 200. An empty or non-JSON body where one is needed is 400 ``malformed_json``; an unknown query parameter is 400
 ``invalid_parameter``.
 
@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from engine import Database, Settings
-from service import batch, computed, health, rows, tables
+from service import batch, computed, health, rows, tables, udfs
 from service.auth import AuthMiddleware, authenticator_for
 from service.errors import exception_handlers
 from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -69,6 +69,9 @@ def api_routes() -> list[BaseRoute]:
             t + "/computed-columns/{column}", get=computed.get_computed_column, delete=computed.drop_computed_column
         ),
         resource(t + "/computed-columns/{column}/recompute", post=computed.recompute),
+        resource(f"{t}/udfs", get=udfs.list_udfs, post=udfs.register_udf),
+        resource(t + "/udfs/{name}", get=udfs.get_udf, put=udfs.replace_udf, delete=udfs.drop_udf),
+        resource(t + "/udfs/{name}/execute", post=udfs.execute_udf),
         resource("/batch/operations", post=batch.batch_operations),
     ]
 

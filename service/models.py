@@ -236,6 +236,7 @@ class ComputedColumnInfo(TypedDict):
     last_computed: str | None
     computation_time_ms: float | None
     errors: int  # cells that failed (and were set to null) in the last computation
+    stale: bool  # a UDF it calls was replaced since it was last computed
 
 
 class RecomputeResult(TypedDict):
@@ -243,3 +244,60 @@ class RecomputeResult(TypedDict):
     rows_recomputed: int
     computation_time_ms: float
     errors: int
+
+
+# -- user-defined functions ------------------------------------------------------------------------------------------
+class UdfParameter(_Body):
+    name: str
+    type: str  # int | float | string | bool | json | timestamp: the engine lists them when it is none of those
+    description: str | None = None
+
+
+class RegisterUdf(_Body):
+    """Languages, types and the code are checked by the engine (400 naming the field, or the code's line)."""
+
+    name: str
+    language: str
+    code: str
+    parameters: list[UdfParameter] = Field(default_factory=list)
+    return_type: str
+    description: str | None = None
+    deterministic: bool = False
+
+
+class ReplaceUdf(_Body):
+    """``PUT /tables/{t}/udfs/{name}``: the name is the path's; the rest as when registering."""
+
+    name: str | None = None
+    language: str
+    code: str
+    parameters: list[UdfParameter] = Field(default_factory=list)
+    return_type: str
+    description: str | None = None
+    deterministic: bool = False
+
+
+class UdfParameterInfo(TypedDict):
+    name: str
+    type: str
+
+
+class UDFInfo(TypedDict):
+    id: str
+    name: str
+    language: str
+    code: str
+    parameters: list[UdfParameterInfo]
+    return_type: str
+    description: str | None
+    deterministic: bool
+    created_at: str
+    updated_at: str
+    usage_count: int
+    inlined: bool  # compiled to the vectorised kernel instead of running row by row in the sandbox
+    used_by: list[str]  # computed columns that call it
+
+
+class UdfResult(TypedDict):
+    result: Any
+    execution_time_ms: float
