@@ -13,6 +13,7 @@ goes away (their stdin closes).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import selectors
@@ -189,6 +190,7 @@ class Pool:
         self._idle: list[WorkerProcess] = []
         self._count = 0
         self._cond = threading.Condition()
+        atexit.register(self.close)  # workers would exit on their own (stdin closes); this reaps them first
 
     def call(
         self,

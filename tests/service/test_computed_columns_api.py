@@ -71,6 +71,7 @@ def test_stored_expression_column(client: httpx.Client, orders: str) -> None:
         "cache_results": True,
         "type": "float",
         "errors": 0,
+        "stale": False,
     }
     assert values(client, orders, "total") == {1: 10.0, 2: 40.0, 3: 15.0, 4: None, 5: None}
     # every read path carries it: the paged list, one row, a filter and an order on it
@@ -363,7 +364,8 @@ def test_duplicate_name_is_409(client: httpx.Client, with_total: str, expect_err
 BAD_DEFINITIONS = [
     # (body changes, code, words the detail must contain, field)
     ({"column_type": "scalar"}, "invalid_computed_column", ["column_type", "expression, udf, aggregate, window"]),
-    ({"column_type": "udf", "expression": "f(qty)"}, "invalid_computed_column", ["column_type", "udf"]),
+    ({"column_type": "udf", "expression": "f(qty)"}, "invalid_computed_column", ["udf column", "no UDFs"]),
+    ({"column_type": "udf", "expression": "qty + 1"}, "invalid_computed_column", ["call of a registered UDF"]),
     ({"expression": ""}, "invalid_computed_column", ["expression"]),
     ({"expression": "   "}, "invalid_computed_column", ["expression"]),
     ({"expression": "qty +"}, "invalid_expression", ["syntax error", "line 1, col"]),
