@@ -452,7 +452,7 @@ def json_value(value: Any, type_: str) -> Any:
     if type_ == "timestamp":
         return value.isoformat().replace("+00:00", "Z")
     if type_ == "float" and not math.isfinite(value):
-        return None if math.isnan(value) else str(value)
+        return None  # JSON has no NaN or infinity
     return value
 
 
