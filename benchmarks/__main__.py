@@ -6,6 +6,8 @@ Suites:
   batch        issue 3's figures: one batch of upserts vs separate PUTs, small-batch latency, transfers/s.
   recompute    issue 4's figures: recompute of a stored computed column vs Polars and Lance add_columns,
                insert with 3 computed columns vs without; ``--suite`` adds a PNG chart.
+  udf          issue 5's figures: row-by-row Python and JavaScript UDFs (recompute, sandbox alone) vs a plain
+               Python loop, SQL and inlined UDFs vs an expression column, memoisation, the execute endpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks import batch, foundation, recompute
+from benchmarks import batch, foundation, recompute, udf
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     recompute.add_arguments(
         sub.add_parser("recompute", help="computed-column recompute and insert, vs Polars and Lance")
     )
+    udf.add_arguments(sub.add_parser("udf", help="UDFs: sandbox, inlined, memoised, execute endpoint"))
     args = parser.parse_args(argv)
-    return {"foundation": foundation.run, "batch": batch.run, "recompute": recompute.run}[args.suite](args)
+    suites = {"foundation": foundation.run, "batch": batch.run, "recompute": recompute.run, "udf": udf.run}
+    return suites[args.suite](args)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import importlib
 import math
 import threading
@@ -145,10 +146,17 @@ class Udf:
     updated_at: str
     inline: str | None = None
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
-        """What a worker caches the compiled function under: changes whenever the code does."""
-        return f"{self.id}:{self.updated_at}"
+        """What a worker caches the compiled function under: changes with anything compiling depends on."""
+        parts = (
+            self.language,
+            self.name,
+            self.code,
+            self.return_type,
+            *(f"{p.name}:{p.type}" for p in self.parameters),
+        )
+        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -421,6 +429,14 @@ def arguments(udf: Udf, values: Mapping[str, Any]) -> list[pa.Array]:
     return arrays
 
 
+@functools.lru_cache(maxsize=256)
+def _inline_call(udf: Udf) -> Compiled:
+    """``name(param, ...)`` compiled over a table of the parameters: what execute evaluates for an inlined UDF."""
+    call = "{}({})".format(udf.name, ", ".join(p.name for p in udf.parameters))
+    schema = TableSchema("udf", tuple(Column(p.name, p.type) for p in udf.parameters))
+    return compile_expression(call, schema, field="code", functions=functions((udf,)))
+
+
 def _at(name: str, _row: int) -> tuple[str, ...]:
     return ("body", name)
 
@@ -430,10 +446,7 @@ def execute(udf: Udf, values: Mapping[str, Any]) -> Any:
     arrays = arguments(udf, values)
     if udf.inline is not None:
         table = pa.table({p.name: a for p, a in zip(udf.parameters, arrays, strict=True)}) if arrays else None
-        call = "{}({})".format(udf.name, ", ".join(p.name for p in udf.parameters))
-        schema = TableSchema("udf", tuple(Column(p.name, p.type) for p in udf.parameters))
-        compiled = compile_expression(call, schema, field="code", functions=functions((udf,)))
-        outcome = evaluate(compiled, table if table is not None else pa.table({"_": [0]}))
+        outcome = evaluate(_inline_call(udf), table if table is not None else pa.table({"_": [0]}))
         reason = outcome.first_error.partition(": ")[2] if outcome.errors and outcome.first_error else None
         value = outcome.values[0]
     else:

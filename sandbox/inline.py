@@ -144,12 +144,18 @@ def _python_allowed(root: ast.expr, names: frozenset[str]) -> bool:
 
 _PyChildren = list[ast.expr] | None  # a node's operands, or None when the node is not allowed
 
-_BINARY = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
+_BINARY = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod)
 _UNARY = (ast.USub, ast.UAdd, ast.Not)
 _COMPARE = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE)
 
 
 def _py_binop(node: ast.BinOp, names: frozenset[str]) -> _PyChildren:
+    if isinstance(node.op, ast.Pow):
+        # Only ``x ** n`` with a small literal n is exact in the expression language; otherwise it computes in
+        # floats (``10 ** 10 ** 10`` is inf there, an OverflowError in Python), so it is left to the sandbox.
+        n = node.right
+        small = isinstance(n, ast.Constant) and type(n.value) is int and 0 <= n.value <= 64
+        return [node.left] if small else None
     return [node.left, node.right] if isinstance(node.op, _BINARY) else None
 
 

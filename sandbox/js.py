@@ -12,6 +12,7 @@ what it throws, and checks the result's type: the Python side gets values and pe
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from typing import Any
 
@@ -162,14 +163,47 @@ class Function:
         try:
             out = self._run(payload)
         except quickjs.JSException as exc:
-            raise LimitHit(_limit_of(str(exc)) or "cpu_time", first_line(str(exc))) from None
+            limit = _limit_of(str(exc))
+            if limit:
+                raise LimitHit(limit, first_line(str(exc))) from None
+            # The code broke the driver (it replaced a built-in the driver uses): every row fails with that error.
+            return self._failed(n, f"the UDF broke its batch: {first_line(str(exc))[:400]}")
+        try:
+            return self._answer(out, n)
+        except (ValueError, TypeError, binascii.Error):  # the code replaced JSON.stringify or the like
+            return self._failed(n, "the UDF broke its batch: the driver's answer is not readable")
+
+    def _answer(self, out: Any, n: int) -> tuple[dict[str, Any], list[bytes], list[list[Any]]]:
+        """The driver's answer, checked: user code runs in the same context and may have forged it."""
         values, ok, errors = orjson.loads(out)
+        if not isinstance(errors, list) or not all(
+            isinstance(e, list) and len(e) == 2 and type(e[0]) is int and 0 <= e[0] < n and isinstance(e[1], str)
+            for e in errors
+        ):
+            raise ValueError("bad errors")
         if ok is None:
+            if self.rtype not in ("string", "json") or not isinstance(values, list) or len(values) != n:
+                raise ValueError("bad values")
+            if not all(v is None or type(v) is str for v in values):
+                raise ValueError("bad values")
             return {"kind": "list", "n": n}, [orjson.dumps(values)], errors
-        valid = base64.b64decode(ok)
-        kind = "bool" if self.rtype == "bool" else "f64"
+        if self.rtype in ("string", "json"):
+            raise ValueError("bad values")
+        valid = base64.b64decode(ok, validate=True)
+        data = base64.b64decode(values, validate=True)
+        kind, size = ("bool", 1) if self.rtype == "bool" else ("f64", 8)
+        if len(valid) != n or len(data) != n * size:
+            raise ValueError("bad lengths")
         masked = valid.count(0) > 0
-        return {"kind": kind, "n": n, "mask": masked}, [base64.b64decode(values), *([valid] if masked else [])], errors
+        return {"kind": kind, "n": n, "mask": masked}, [data, *([valid] if masked else [])], errors
+
+    def _failed(self, n: int, message: str) -> tuple[dict[str, Any], list[bytes], list[list[Any]]]:
+        """Every row null and failing with ``message``."""
+        errors: list[list[Any]] = [[i, message] for i in range(n)]
+        if self.rtype in ("string", "json"):
+            return {"kind": "list", "n": n}, [orjson.dumps([None] * n)], errors
+        kind, size = ("bool", 1) if self.rtype == "bool" else ("f64", 8)
+        return {"kind": kind, "n": n, "mask": True}, [bytes(n * size), bytes(n)], errors
 
 
 def _limit_of(text: str) -> str | None:

@@ -157,7 +157,7 @@ def compile_function(code: str, name: str, parameters: list[str]) -> Callable[..
     except MemoryError:
         raise
     except BaseException as exc:  # the top level raised: a compile-time problem for the user
-        raise CompileFailure(f"the code raised {describe(exc)}", line_of(exc) or 1, 1) from None
+        raise CompileFailure(f"the code raised {describe(exc, with_line=False)}", line_of(exc) or 1, 1) from None
     function = namespace.get(name)
     if not isinstance(function, types.FunctionType):
         raise CompileFailure(f"the code must define a function named '{name}'", 1, 1)
@@ -182,8 +182,9 @@ def line_of(exc: BaseException) -> int | None:
     return line
 
 
-def describe(exc: BaseException) -> str:
+def describe(exc: BaseException, with_line: bool = True) -> str:
+    """``ZeroDivisionError: division by zero (line 3)``: the exception and where in the UDF's code it was raised."""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    line = line_of(exc)
+    line = line_of(exc) if with_line else None
     text = text if len(text) <= 400 else text[:400] + "..."
     return f"{text} (line {line})" if line else text

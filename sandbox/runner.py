@@ -135,6 +135,8 @@ def _encode(array: pa.Array, type_: str, javascript: bool) -> tuple[dict[str, An
 
 # -- the wire to Arrow -----------------------------------------------------------------------------------------------
 _NUMPY = {"f64": np.float64, "i64": np.int64, "ts": np.int64}
+_SAFE_INT = 2.0**53
+_MAX_MS = 8.64e15  # the range of a JavaScript Date
 _KINDS = {  # (return type, from JavaScript) -> the column kind that carries it
     **{(t, False): k for t, k in {"float": "f64", "int": "i64", "timestamp": "ts", "bool": "bool"}.items()},
     **{(t, True): k for t, k in {"float": "f64", "int": "f64", "timestamp": "f64", "bool": "bool"}.items()},
@@ -163,11 +165,16 @@ def _decode(desc: dict[str, Any], buffers: list[Any], n: int, type_: str, javasc
         return pa.array(data, pa.bool_(), mask=mask)
     data = np.frombuffer(buffers[0], _NUMPY[kind], count=n)
     if javascript and type_ in ("int", "timestamp"):
-        data = np.where(np.isfinite(data), data, 0.0)  # null rows may hold anything
-    if javascript and type_ == "int":  # the driver checked: safe integers (or masked)
-        return pa.array(data.astype(np.int64), pa.int64(), mask=mask)
-    if javascript and type_ == "timestamp":  # ms since the epoch
-        return pa.array(np.rint(data * 1000).astype(np.int64), pa.int64(), mask=mask).cast(target)
+        # The driver checked these, but it shares its context with the user's code: check again.
+        data = data if mask is None else np.where(mask, 0.0, data)
+        limit = _SAFE_INT if type_ == "int" else _MAX_MS
+        if not (np.isfinite(data).all() and (np.abs(data) <= limit).all()):
+            raise ValueError(f"an out-of-range {type_} from JavaScript")
+        if type_ == "int":
+            if not (data == np.trunc(data)).all():
+                raise ValueError("a fractional int from JavaScript")
+            return pa.array(data.astype(np.int64), pa.int64(), mask=mask)
+        return pa.array(np.rint(data * 1000).astype(np.int64), pa.int64(), mask=mask).cast(target)  # ms
     if kind == "ts":
         return pa.array(data, pa.int64(), mask=mask).cast(target)
     return pa.array(data, target, mask=mask)
@@ -178,5 +185,7 @@ def _errors(errors: Any, n: int) -> pa.Array:
         return pa.nulls(n, pa.string())
     reasons: list[str | None] = [None] * n
     for row, message in errors:
-        reasons[int(row)] = str(message)[:1000]
+        if type(row) is not int or not 0 <= row < n:
+            raise ValueError(f"an error for row {row!r} of {n}")
+        reasons[row] = str(message)[:1000]
     return pa.array(reasons, pa.string())

@@ -89,11 +89,11 @@ def decode_column(desc: dict[str, Any], buffers: list[memoryview]) -> list[Any]:
     return values
 
 
-def encode_numbers(kind: str, values: list[Any]) -> tuple[dict[str, Any], list[bytes]]:
+def encode_numbers(kind: str, values: list[Any], nulls: bool = True) -> tuple[dict[str, Any], list[bytes]]:
     """A list of numbers (or None) as an ``f64`` / ``i64`` / ``ts`` column; raises TypeError / OverflowError for a
-    value that does not fit (the caller then finds which)."""
+    value that does not fit (the caller then finds which). ``nulls=False`` promises there is no None."""
     n = len(values)
-    if None in values:
+    if nulls and None in values:
         mask = bytes(v is not None for v in values)
         zero = 0.0 if kind == "f64" else 0
         values = [zero if v is None else v for v in values]

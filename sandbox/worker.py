@@ -194,22 +194,24 @@ _FAST: dict[str, frozenset[type]] = {
 def _encode(rtype: str, out: list[Any], errors: list[list[Any]]) -> tuple[dict[str, Any], list[bytes]]:
     """The results as a column of the return type; a value of the wrong type fails its row (added to ``errors``)."""
     fast = _FAST.get(rtype)
-    if fast is not None and set(map(type, out)) <= fast:
-        try:
-            return _column(rtype, out)
-        except (OverflowError, TypeError):
-            pass  # an int beyond 64 bits: find it below
+    if fast is not None:
+        types = set(map(type, out))
+        if types <= fast:
+            try:
+                return _column(rtype, out, type(None) in types)
+            except (OverflowError, TypeError):
+                pass  # an int beyond 64 bits: find it below
     out, more = _checked(out, rtype)
     errors += more
     errors.sort(key=lambda e: e[0])
-    return _column(rtype, out)
+    return _column(rtype, out, True)
 
 
-def _column(rtype: str, out: list[Any]) -> tuple[dict[str, Any], list[bytes]]:
+def _column(rtype: str, out: list[Any], nulls: bool) -> tuple[dict[str, Any], list[bytes]]:
     if rtype == "float":
-        return wire.encode_numbers("f64", out)
+        return wire.encode_numbers("f64", out, nulls)
     if rtype in ("int", "timestamp"):
-        return wire.encode_numbers("i64" if rtype == "int" else "ts", out)
+        return wire.encode_numbers("i64" if rtype == "int" else "ts", out, nulls)
     if rtype == "bool":
         return wire.encode_bools(out)
     return wire.encode_list(out)

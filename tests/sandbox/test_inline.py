@@ -674,3 +674,13 @@ def test_javascript_token_soup(soup: list[str], prefix: bool) -> None:
         tree = ast.parse(text, mode="eval")
         assert {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} <= {"a", "b"}
         javascript_function(code, "f")  # QuickJS reads it too
+
+
+@pytest.mark.parametrize(
+    ("body", "inlined"),
+    [("x ** 2", True), ("x ** 64", True), ("x ** 65", False), ("x ** y", False), ("10 ** 10 ** 10", False)],
+)
+def test_python_power_is_inlined_only_with_a_small_literal_exponent(body: str, inlined: bool) -> None:
+    # Elsewhere the expression language computes ** in floats (inf, NaN) where Python raises or stays exact.
+    code = f"def f(x, y):\n    return {body}"
+    assert (python_inline(code, "f", ["x", "y"]) is not None) is inlined
