@@ -32,7 +32,6 @@ The generated table is kept in ``--data-dir`` with ``--keep`` and reused by runs
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import math
@@ -40,9 +39,8 @@ import os
 import shutil
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -568,6 +566,7 @@ def memo_figures(
 
 def execute_figures(db: engine.Database, args: argparse.Namespace, progress: Progress) -> list[Figure]:
     from service import create_app
+    from service.background import live_server
 
     progress.say(f"[5/5] execute endpoint: {args.calls} calls each, uvicorn on 127.0.0.1 in this process")
     bodies = [{"price": 150.0, "rate": RATE}, {"price": 50.0, "rate": RATE}]
@@ -636,30 +635,6 @@ def timed_calls(call: Callable[[int], object], n: int) -> list[float]:
 
 def percentile(values: Sequence[float], p: float) -> float:
     return float(np.percentile(values, p))
-
-
-@contextlib.contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread of this process; yields the base URL."""
-    import uvicorn
-
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", access_log=False, ws="none", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="tessera-bench-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the benchmark's server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 # -- output ----------------------------------------------------------------------------------------------------

@@ -265,16 +265,10 @@ class RegisterUdf(_Body):
     deterministic: bool = False
 
 
-class ReplaceUdf(_Body):
-    """``PUT /tables/{t}/udfs/{name}``: the name is the path's; the rest as when registering."""
+class ReplaceUdf(RegisterUdf):
+    """``PUT /tables/{t}/udfs/{name}``: the name is the path's (the body may repeat it); the rest as when registering."""
 
-    name: str | None = None
-    language: str
-    code: str
-    parameters: list[UdfParameter] = Field(default_factory=list)
-    return_type: str
-    description: str | None = None
-    deterministic: bool = False
+    name: str | None = None  # type: ignore[assignment]
 
 
 class UdfParameterInfo(TypedDict):
