@@ -286,6 +286,8 @@ class Shard:
         self._spec, self._cell_errors = spec or self.spec, 0
         if self.head is None:
             self.head = storage.restore(self.uri, self.version)
+        # Key index changes are this stage's alone (an aborted stage's must not reach a later commit).
+        self._work_keys, self._keys_changed = self.keys, False
         if any(isinstance(op, Compact) for op in ops):
             assert len(ops) == 1, "compaction is a write of its own"
             work, version, results = self._compact(), self.head, [OpResult(0)]
@@ -294,7 +296,6 @@ class Shard:
             results = [result]
         else:
             work, deleted, results = self.table, [], []
-            self._work_keys, self._keys_changed = self.keys, False
             for position, op in enumerate(ops):
                 try:
                     work, gone, result = self._apply(work, op)
@@ -383,6 +384,7 @@ class Shard:
         if staged is None or staged.txn != txn:
             return
         self.staged = None
+        self._work_keys, self._keys_changed = None, False
         if staged.version != self.version:
             self._rollback()
 
