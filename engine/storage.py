@@ -124,7 +124,7 @@ def rewrite(uri: str, version: int, deleted: np.ndarray, rows: pa.Table | None) 
             )
         else:
             operation = lance.LanceOperation.Append(created)
-        before = max((f.fragment_id for f in ds.get_fragments()), default=-1)
+        before = max(ds.fragment_ids(), default=-1)  # ids alone: get_fragments() builds an object per fragment
         after = lance.LanceDataset.commit(ds, operation, read_version=version)  # the open dataset: no second open
         _remember(uri, after)
         return after.version, _new_addresses(after, before, [m.physical_rows for m in created])
@@ -144,7 +144,7 @@ def _remember(uri: str, ds: lance.LanceDataset) -> None:
 
 def _new_addresses(ds: lance.LanceDataset, before: int, sizes: list[int]) -> np.ndarray:
     """Addresses of the rows of the fragments a commit created (ids above ``before``, assigned in order)."""
-    ids = sorted(f.fragment_id for f in ds.get_fragments() if f.fragment_id > before)
+    ids = sorted(i for i in ds.fragment_ids() if i > before)
     if len(ids) != len(sizes):
         raise StorageError(f"write on {ds.uri}: expected {len(sizes)} new fragments, found {len(ids)}")
     parts = [
