@@ -500,22 +500,18 @@ class Table:
             previous=previous,
         )
         users = self._udf_users(record.schema, udf.name)
-        if (
-            previous is not None
-            and users
-            and (udf.parameters, udf.return_type)
-            != (
-                previous.parameters,
-                previous.return_type,
-            )
-        ):
+        signature_changed = previous is not None and (udf.parameters, udf.return_type) != (
+            previous.parameters,
+            previous.return_type,
+        )
+        if users and signature_changed:
             raise udfs.UdfInUse(
                 f"UDF '{name}' is called by {', '.join(users)}: its parameters and return type cannot change",
                 udf=name,
                 used_by=users,
             )
         udf = udfs.checked(udf, udfs.runner())
-        stale = tuple(c for c in users if record.schema.computed_column(c).stored)  # type: ignore[union-attr]
+        stale = tuple(c.name for c in record.schema.computed if c.name in users and c.stored)
         self.db.coordinator.run([], schema=SchemaChange(record.id, record.layout, record.schema.with_udf(udf), stale))
         return self.udf(udf.name)
 
