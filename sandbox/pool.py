@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -197,22 +198,32 @@ class Pool:
         udf: str,
         header: dict[str, Any],
         buffers: list[bytes | memoryview] = (),  # type: ignore[assignment]
-    ) -> tuple[dict[str, Any], list[Any]]:
+        read: Callable[[dict[str, Any], list[Any]], Any] | None = None,
+    ) -> Any:
+        """Send one request to a worker; ``read`` (if given) turns the answer (header, buffers) into the result
+        before the worker is reused.
+
+        An answer ``read`` cannot use (ValueError) means the worker misbehaved: it is discarded, and the call
+        fails with the limit ``crashed``.
+        """
         worker = self._acquire()
         try:
-            reply = worker.request(header, list(buffers))
+            header_in, body = worker.request(header, list(buffers))
+            if header_in.get("error") == "limit":  # the worker stopped the code itself (quickjs's own limits)
+                limit = header_in.get("limit", "cpu_time")
+                raise WorkerDied(limit, self._message(limit))
+            result = (header_in, body) if read is None else read(header_in, body)
         except WorkerDied as exc:
             self._discard(worker)
             raise UdfLimitExceeded(udf, exc.limit, str(exc)) from None
+        except ValueError as exc:
+            self._discard(worker)
+            raise UdfLimitExceeded(udf, "crashed", f"the sandbox worker sent a bad answer: {exc}") from None
         except BaseException:
             self._discard(worker)
             raise
-        if reply[0].get("error") == "limit":  # the worker stopped the code itself (quickjs's own limits)
-            self._discard(worker)
-            limit = reply[0].get("limit", "cpu_time")
-            raise UdfLimitExceeded(udf, limit, self._message(limit))
         self._release(worker)
-        return reply
+        return result
 
     def _message(self, limit: str) -> str:
         if limit == "memory":

@@ -8,7 +8,7 @@ answers. Arrow stays on this side: numbers cross as raw buffers, text and JSON a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from engine.expressions import StepResult
 from engine.types import TIMESTAMP, arrow_type
-from engine.udfs import SandboxUnavailable, Udf, UdfCompileError, UdfLimitExceeded
+from engine.udfs import SandboxUnavailable, Udf, UdfCompileError
 from sandbox.pool import Limits, Pool, WorkerDied
 
 
@@ -71,24 +71,29 @@ class SandboxRunner:
             columns.append(desc)
             buffers += bufs
         header = {"op": "call", "udf": _describe(udf), "n": n, "columns": columns}
-        reply, out = self._call(udf, header, buffers)
-        if not reply.get("ok"):  # the code no longer compiles in this worker: cannot happen for a checked UDF
-            raise UdfCompileError(
-                str(reply.get("message")), line=int(reply.get("line", 1)), col=int(reply.get("col", 1))
-            )
-        try:
-            values = _decode(reply["values"], out, n, udf.return_type, javascript)
-            errors = _errors(reply.get("errors", []), n)
-        except (KeyError, TypeError, ValueError, IndexError, pa.ArrowException) as exc:
-            self.pool.close()
-            raise UdfLimitExceeded(udf.name, "crashed", f"the sandbox worker sent a bad answer: {exc}") from None
-        return values, errors
+
+        def read(reply: dict[str, Any], out: list[Any]) -> tuple[pa.Array, pa.Array]:
+            if not reply.get("ok"):  # the code no longer compiles in this worker: cannot happen for a checked UDF
+                raise UdfCompileError(
+                    str(reply.get("message")), line=int(reply.get("line", 1)), col=int(reply.get("col", 1))
+                )
+            try:
+                values = _decode(reply["values"], out, n, udf.return_type, javascript)
+                return values, _errors(reply.get("errors", []), n)
+            except (KeyError, TypeError, IndexError, pa.ArrowException) as exc:
+                raise ValueError(str(exc)) from None
+
+        return self._call(udf, header, buffers, read)
 
     def _call(
-        self, udf: Udf, header: dict[str, Any], buffers: list[Any] | None = None
-    ) -> tuple[dict[str, Any], list[Any]]:
+        self,
+        udf: Udf,
+        header: dict[str, Any],
+        buffers: list[Any] | None = None,
+        read: Callable[[dict[str, Any], list[Any]], Any] | None = None,
+    ) -> Any:
         try:
-            return self.pool.call(udf.name, header, buffers or [])
+            return self.pool.call(udf.name, header, buffers or [], read)
         except WorkerDied as exc:  # the worker could not even start
             raise SandboxUnavailable(f"cannot start a sandbox worker: {exc}") from None
 

@@ -80,10 +80,10 @@ def checked(r: httpx.Response) -> httpx.Response:
     return r
 
 
-def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
-    start = time.monotonic()
+def answered(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
+    """The response and when it arrived (``time.monotonic()``), to order it against other calls."""
     r = call()
-    return checked(r), time.monotonic() - start
+    return checked(r), time.monotonic()
 
 
 def make_table(client: httpx.Client, table: str, rows: list[dict[str, Any]] | None = None) -> None:
@@ -157,20 +157,16 @@ def test_fixtures_are_well_formed() -> None:
 def test_adversarial_udf(client: httpx.Client, name: str, db: Database, expect_error: ErrorCheck, path: Path) -> None:
     case = load(path)
     expect = case["expect"]
-    deadline = 2 * db.settings.udf_wall_seconds  # no call may hang beyond the wall-clock limit (with a margin)
+    # No call may hang past the wall-clock limit (with a margin): past it, the client gives up and the test fails.
+    bounded = httpx.Client(base_url=client.base_url, timeout=2 * db.settings.udf_wall_seconds)
     make_table(client, name)
     register_good(client, name)
-
-    def reg() -> httpx.Response:
+    with bounded:
         params = {"parameters": case["parameters"], "return_type": case["return_type"]}
-        return register(client, name, "f", case["language"], case["code"], **params)
-
-    r, elapsed = timed(reg)
-    assert elapsed < deadline, (elapsed, r.text)
-    if expect["phase"] == "execute":
-        assert r.status_code == 201, r.text
-        r, elapsed = timed(lambda: execute(client, name, "f", case["execute"]))
-        assert elapsed < deadline, (elapsed, r.text)
+        r = register(bounded, name, "f", case["language"], case["code"], **params)
+        if expect["phase"] == "execute":
+            assert r.status_code == 201, r.text
+            r = execute(bounded, name, "f", case["execute"])
     body = expect_error(r, expect["status"], expect["code"])
     if "detail_contains" in expect:
         assert expect["detail_contains"].lower() in body["detail"].lower(), body
@@ -231,16 +227,14 @@ def test_runaway_udf_does_not_block_other_requests(
             "good_py": lambda: execute(client, name, "good_py", {"x": 20.5}),
             "good_js": lambda: execute(client, name, "good_js", {"x": 20.5}),
         }
-        answers = {what: timed(call) for what, call in others.items()}
-        served = time.monotonic()
+        answers = {what: answered(call) for what, call in others.items()}
         r, ended = runaway.result()
-    for what, (answer, seconds) in answers.items():
+    for what, (answer, arrived) in answers.items():
         assert answer.status_code == 200, (what, answer.text)
-        assert seconds < 2.5, (what, seconds)  # not queued behind the runaway call (3 s wall-clock limit)
+        assert arrived < ended, what  # served while the runaway call ran, not queued behind it
     assert answers["health"][0].json()["status"] == "healthy"
     assert [row["id"] for row in answers["rows"][0].json()["rows"]] == [1, 2, 3, 4, 5]
     assert answers["good_py"][0].json()["result"] == answers["good_js"][0].json()["result"] == 42.0
-    assert served < ended, "the other requests were not answered while the runaway UDF was running"
     body = expect_error(r, 400, "udf_limit_exceeded", "runaway")
     assert body["limit"] in ("cpu_time", "wall_clock"), body
     assert_healthy(client, name)

@@ -168,30 +168,15 @@ def test_errors(client: httpx.Client, products: str, expect_error: ErrorCheck) -
 
 def test_runtime_error_and_limit_on_execute(client: httpx.Client, products: str, expect_error: ErrorCheck) -> None:
     code = "def f(x):\n    y = 1\n    return y / x"
-    r = register(client, products, name="f", language="python", code=code, parameters=[{"name": "x", "type": "float"}])
+    x = [{"name": "x", "type": "float"}]
+    r = register(client, products, name="f", language="python", code=code, parameters=x)
     assert r.status_code == 422  # return_type is required
-    r = register(
-        client,
-        products,
-        name="f",
-        language="python",
-        code=code,
-        parameters=[{"name": "x", "type": "float"}],
-        return_type="float",
-    )
+    r = register(client, products, name="f", language="python", code=code, parameters=x, return_type="float")
     assert r.status_code == 201, r.text
     body = expect_error(client.post(f"/tables/{products}/udfs/f/execute", json={"x": 0}), 400, "udf_error")
     assert "ZeroDivisionError" in body["detail"] and "line 3" in body["detail"]
     spin = "function spin(x) { for (;;) {} }"
-    r = register(
-        client,
-        products,
-        name="spin",
-        language="javascript",
-        code=spin,
-        parameters=[{"name": "x", "type": "float"}],
-        return_type="float",
-    )
+    r = register(client, products, name="spin", language="javascript", code=spin, parameters=x, return_type="float")
     assert r.status_code == 201, r.text
     body = expect_error(client.post(f"/tables/{products}/udfs/spin/execute", json={"x": 1}), 400, "udf_limit_exceeded")
     assert body["limit"] == "cpu_time"
