@@ -1,6 +1,7 @@
 """The catalog: durable, transactional metadata.
 
-A table's committed state is the Lance version of each of its shards, as named here. A write becomes visible
+A table's committed state is the version of each of its shards, as named here (a Lance version plus the small
+writes logged since, see ``engine.shardlog`` and the ``shard_log`` table). A write becomes visible
 only when ``commit`` records its new shard versions; ``commit`` is a compare-and-swap over every shard it
 touches, in one SQLite transaction, so a multi-shard (and multi-table) write is published all at once or not
 at all. ``Catalog`` is the interface; ``SqliteCatalog`` is the embedded implementation (WAL, full sync).
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ from typing import Protocol
 import orjson
 
 from engine.computed import Stats
-from engine.errors import CommitConflict, Conflict, EngineError, TableExists, TableNotFound
+from engine.errors import CommitConflict, Conflict, EngineError, StorageError, TableExists, TableNotFound
+from engine.plan import Delta
 from engine.schema import TableSchema
 
 
@@ -83,13 +86,19 @@ class SchemaChange:
 
 @dataclass(frozen=True)
 class ShardChange:
-    """Publish ``new_version`` for a shard, provided the catalog still names ``base_version``."""
+    """Publish ``new_version`` for a shard, provided the catalog still names ``base_version``.
+
+    The shard log records the new version as built on Lance version ``lance`` (default: ``new_version``, a shard
+    whose versions are Lance's) plus ``delta`` and the deltas logged since ``lance`` was written.
+    """
 
     table_id: str
     shard: int
     base_version: int
     new_version: int
     row_count: int
+    lance: int | None = None
+    delta: Delta | None = None
 
 
 class Catalog(Protocol):
@@ -106,6 +115,8 @@ class Catalog(Protocol):
         layouts: dict[str, int] | None = None,
         schema: SchemaChange | None = None,
     ) -> None: ...
+    def history(self, table_id: str, shard: int, version: int) -> tuple[int, list[Delta]]: ...
+    def prune_log(self, table_id: str, retention_seconds: float) -> list[int]: ...
     def computed_stats(self, table_id: str) -> dict[str, Stats]: ...
     def udf_usage(self, table_id: str) -> dict[str, int]: ...
     def count_udf_calls(self, table_id: str, name: str, calls: int = 1) -> None: ...
@@ -146,6 +157,18 @@ CREATE TABLE IF NOT EXISTS udf_usage (
     calls INTEGER NOT NULL,
     PRIMARY KEY (table_id, name)
 );
+-- The shard log (engine.shardlog): a row per committed shard version, naming the Lance version it is built on;
+-- a small write's rows also hold its delta. Pruned by ``prune_log``.
+CREATE TABLE IF NOT EXISTS shard_log (
+    table_id TEXT NOT NULL REFERENCES tables(id) ON DELETE CASCADE,
+    shard INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    lance INTEGER NOT NULL,
+    gone BLOB,
+    rows BLOB,
+    at REAL NOT NULL,
+    PRIMARY KEY (table_id, shard, version)
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
@@ -177,6 +200,12 @@ class SqliteCatalog:
             conn.execute("ALTER TABLE tables ADD COLUMN layout INTEGER NOT NULL DEFAULT 0")
         if "stale" not in {row[1] for row in conn.execute("PRAGMA table_info(computed_stats)")}:
             conn.execute("ALTER TABLE computed_stats ADD COLUMN stale INTEGER NOT NULL DEFAULT 0")
+        conn.execute(  # catalogs from before the shard log: every shard's version is a Lance version
+            "INSERT INTO shard_log (table_id, shard, version, lance, at) SELECT table_id, shard, version, version, ? "
+            "FROM shards WHERE NOT EXISTS (SELECT 1 FROM shard_log l WHERE l.table_id = shards.table_id "
+            "AND l.shard = shards.shard)",
+            (time.time(),),
+        )
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -226,6 +255,10 @@ class SqliteCatalog:
             )
             db.executemany(
                 "INSERT INTO shards VALUES (?, ?, ?, 0)", [(record.id, i, v) for i, v in enumerate(shard_versions)]
+            )
+            db.executemany(
+                "INSERT INTO shard_log (table_id, shard, version, lance, at) VALUES (?, ?, ?, ?, ?)",
+                [(record.id, i, v, v, time.time()) for i, v in enumerate(shard_versions)],
             )
 
     def drop_table(self, name: str) -> TableRecord:
@@ -335,9 +368,55 @@ class SqliteCatalog:
                         table_id=c.table_id,
                         shard=c.shard,
                     )
+            now = time.time()
+            db.executemany(
+                "INSERT INTO shard_log (table_id, shard, version, lance, gone, rows, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        c.table_id,
+                        c.shard,
+                        c.new_version,
+                        c.new_version if c.lance is None else c.lance,
+                        c.delta.gone if c.delta else None,
+                        c.delta.rows if c.delta else None,
+                        now,
+                    )
+                    for c in changes
+                ],
+            )
             db.executemany(
                 "UPDATE tables SET version = version + 1 WHERE id = ?", [(t,) for t in {c.table_id for c in changes}]
             )
+
+    def history(self, table_id: str, shard: int, version: int) -> tuple[int, list[Delta]]:
+        with self._read() as db:
+            return history(db, table_id, shard, version)
+
+    def prune_log(self, table_id: str, retention_seconds: float) -> list[int]:
+        """Forget the shard log rows that no version committed within ``retention_seconds`` needs; returns, per
+        shard, the oldest Lance version a kept version is built on (older ones may be deleted)."""
+        now = time.time()
+        keep = []
+        with self._write() as db:
+            shards = db.execute("SELECT shard FROM shards WHERE table_id = ? ORDER BY shard", (table_id,)).fetchall()
+            for (shard,) in shards:
+                # the newest base written before the cut: every version committed since is built on it or later
+                row = db.execute(
+                    "SELECT version, at FROM shard_log WHERE table_id = ? AND shard = ? AND rows IS NULL "
+                    "AND gone IS NULL AND at <= ? ORDER BY version DESC LIMIT 1",
+                    (table_id, shard, now - retention_seconds),
+                ).fetchone()
+                if row is not None:
+                    db.execute(
+                        "DELETE FROM shard_log WHERE table_id = ? AND shard = ? AND version < ?",
+                        (table_id, shard, row[0]),
+                    )
+                keep.append(
+                    db.execute(
+                        "SELECT MIN(lance) FROM shard_log WHERE table_id = ? AND shard = ?", (table_id, shard)
+                    ).fetchone()[0]
+                )
+        return keep
 
     def get_record(self, key: str) -> IdempotencyRecord | None:
         row = (
@@ -394,6 +473,52 @@ class SqliteCatalog:
             db.execute(
                 "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value)
             )
+
+
+def catalog_path(root: str) -> str:
+    return str(Path(root) / "catalog.db")
+
+
+class VersionGone(StorageError):
+    code = "version_gone"
+
+
+def history(db: sqlite3.Connection, table_id: str, shard: int, version: int) -> tuple[int, list[Delta]]:
+    """How to rebuild ``version`` of a shard: the Lance version it is built on and the deltas to apply, in order."""
+    base = db.execute(  # the newest version written to Lance (a row without a delta) at or before ``version``
+        "SELECT version, lance FROM shard_log WHERE table_id = ? AND shard = ? AND version <= ? AND rows IS NULL "
+        "ORDER BY version DESC LIMIT 1",
+        (table_id, shard, version),
+    ).fetchone()
+    if base is None:
+        raise VersionGone(
+            f"version {version} of shard {shard} of table {table_id} is older than the history kept; read again",
+            table_id=table_id,
+            shard=shard,
+        )
+    rows = db.execute(
+        "SELECT gone, rows FROM shard_log WHERE table_id = ? AND shard = ? AND version > ? AND version <= ? "
+        "ORDER BY version",
+        (table_id, shard, base[0], version),
+    ).fetchall()
+    return base[1], [Delta(gone, data) for gone, data in rows]
+
+
+_readers: dict[str, sqlite3.Connection] = {}
+_readers_lock = threading.Lock()
+
+
+def read_history(path: str, table_id: str, shard: int, version: int) -> tuple[int, list[Delta]]:
+    """``history`` from another process (a shard host): one connection per catalog, shared (loads are rare)."""
+    with _readers_lock:
+        db = _readers.get(path)
+        if db is None:
+            db = _readers[path] = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        db.execute("BEGIN")
+        try:
+            return history(db, table_id, shard, version)
+        finally:
+            db.execute("COMMIT")
 
 
 def _record(row: tuple) -> TableRecord:

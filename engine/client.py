@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from engine import runtime, storage, udfs
 from engine.batch import BatchResult, run_batch
-from engine.catalog import SchemaChange, ShardState, SqliteCatalog, TableRecord, now_iso
+from engine.catalog import SchemaChange, ShardState, SqliteCatalog, TableRecord, catalog_path, now_iso
 from engine.coerce import coerce_value, conform_table, decode_json_cells, rows_to_table
 from engine.computed import ComputedColumn, DependencyConflict, Stats, define, dependents, group_by
 from engine.config import Settings
@@ -167,6 +167,7 @@ def _shard_specs(
             not schema.primary_key,
             layout,
             compiled,
+            catalog_path(root),
         )
         for i in range(shards)
     )
@@ -178,7 +179,7 @@ class Database:
         self.root = str(Path(settings.data_dir).absolute())
         Path(self.root).mkdir(parents=True, exist_ok=True)
         runtime.start(settings.ray_address, settings.num_cpus)
-        self.catalog = SqliteCatalog(Path(self.root) / "catalog.db")
+        self.catalog = SqliteCatalog(catalog_path(self.root))
         hosts = self.catalog.get_meta("hosts")
         if hosts is None:
             hosts = str(settings.hosts or runtime.cluster_cpus())
@@ -291,17 +292,19 @@ class Database:
                 log.exception("background maintenance failed")
 
     def maintain(self) -> int:
-        """Clean up unnamed Lance versions and compact shards with many small fragments; returns shards compacted."""
+        """Clean up versions older than the retention, fold shards' logged writes into Lance and compact shards with
+        many small fragments; returns the shards folded or compacted."""
         compacted = 0
         s = self.settings
         for record in self.catalog.list_tables():
             specs = _specs(record, self.root)
+            keep = self.catalog.prune_log(record.id, s.version_retention_seconds)
             states = self.catalog.snapshot(record.id)
             refs = [
                 self.coordinator.host(spec.table_id, spec.shard).maintain.remote(
-                    spec, st.version, s.compact_min_fragments, s.version_retention_seconds
+                    spec, st.version, s.compact_min_fragments, first
                 )
-                for spec, st in zip(specs, states, strict=True)
+                for spec, st, first in zip(specs, states, keep, strict=True)
             ]
             for spec, ref in zip(specs, refs, strict=True):
                 if resolve(ref):

@@ -25,7 +25,7 @@ class Settings:
     lease_seconds: float = 60.0  # a writer that holds a shard longer than this without finishing is aborted
     maintenance_seconds: float = 30.0  # how often background compaction and cleanup run; 0 disables
     compact_min_fragments: int = 16
-    version_retention_seconds: float = 300.0  # unnamed Lance versions older than this are deleted
+    version_retention_seconds: float = 300.0  # versions older than this can no longer be read (their files go)
     # UDF sandbox: the runner ("module:Class", built with the udf_* limits below) and its limits per worker call,
     # a call being one batch of at most udf_batch_rows rows, one registration check or one execute.
     udf_runner: str = "sandbox.runner:SandboxRunner"

@@ -8,7 +8,7 @@ lease (its coordinator died) is aborted, so a crashed client cannot wedge a shar
 
 from __future__ import annotations
 
-import datetime as dt
+import functools
 import os
 import threading
 import time
@@ -18,12 +18,19 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine import udfs
+from engine import catalog, udfs
 from engine.errors import ShardUnavailable
 from engine.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
 from engine.shard import Shard
 
 Key = tuple[str, int]
+
+
+def _history(spec: ShardSpec) -> Any:
+    """The shard's log in its table's catalog (None: a spec without one, whose versions are Lance's)."""
+    if not spec.catalog:
+        return None
+    return functools.partial(catalog.read_history, spec.catalog, spec.table_id, spec.shard)
 
 
 @dataclass
@@ -63,7 +70,7 @@ class ShardHost:
             # A spec that differs (a computed column added or dropped) reaches the shard through a stage: it
             # becomes the shard's when that stage commits.
             if shard is None or (shard.staged is None and version > shard.version):
-                shard = Shard(spec, version)
+                shard = Shard(spec, version, _history(spec))
                 self._shards[key] = shard
             return shard
 
@@ -131,8 +138,9 @@ class ShardHost:
         """All rows of a shard at ``version`` (a block of a Ray Dataset)."""
         return self._shard(spec, version).rows_at(version, spec.computed)
 
-    def maintain(self, spec: ShardSpec, version: int, min_fragments: int, retention_seconds: float) -> bool:
-        """Clean up unnamed versions; True if the shard has enough small fragments to be worth compacting."""
+    def maintain(self, spec: ShardSpec, version: int, min_fragments: int, keep_from: int) -> bool:
+        """Delete Lance versions below ``keep_from``; True if the shard has logged writes to fold into Lance or
+        enough small fragments to be worth compacting."""
         key = (spec.table_id, spec.shard)
         slot = self._slot(key)
         with slot.cond:
@@ -141,7 +149,7 @@ class ShardHost:
             slot.owner, slot.since = "maintenance", time.monotonic()
         try:
             shard = self._shard(spec, version)
-            shard.cleanup(dt.timedelta(seconds=retention_seconds))
+            shard.cleanup(keep_from)
             return shard.needs_compaction(min_fragments)
         finally:
             self._release(key, "maintenance")

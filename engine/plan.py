@@ -29,6 +29,9 @@ class ShardSpec:
     # expression columns in dependency order: stored ones are computed for every row a write adds or changes,
     # the others when read
     computed: tuple[ColumnKernel, ...] = ()
+    # the catalog that keeps the shard's log of small writes (``engine.shardlog``); "": every write goes to Lance
+    # and a version is a Lance version
+    catalog: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,11 +106,22 @@ class OpResult:
 
 
 @dataclass(frozen=True)
+class Delta:
+    """A small write as the shard log keeps it: the addresses of the rows it removed, and the rows it added
+    (with the provisional addresses they hold until folded into Lance). See ``engine.shardlog``."""
+
+    gone: bytes  # uint64 addresses, little-endian
+    rows: bytes  # an Arrow IPC stream
+
+
+@dataclass(frozen=True)
 class StageResult:
     base_version: int  # the committed version the write was built on
-    version: int  # the staged Lance version
+    version: int  # the staged version (base_version when the stage changed nothing)
     row_count: int
     results: tuple[OpResult, ...]
+    lance: int = 0  # the Lance version the staged version is built on
+    delta: Delta | None = None  # what the catalog logs for this version (None: ``lance`` holds it all)
 
 
 @dataclass(frozen=True)

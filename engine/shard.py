@@ -1,22 +1,24 @@
-"""One shard: its committed rows held as an Arrow table, its durable copy in a Lance dataset.
+"""One shard: its committed rows held as an Arrow table, its durable copy in a Lance dataset and the shard log.
 
 Pure logic around ``engine.storage``: no Ray here, so it is tested directly. The host actor serialises calls
 (``engine.host``). Life of a write:
 
-    stage(txn, base, ops)   apply ops to a working copy and to Lance (a new, not yet named version)
-    commit(txn)             the catalog named that version: it becomes the shard's committed state
-    abort(txn)              it did not: roll Lance's main line back to the committed version
+    stage(txn, base, ops)   apply ops to a working copy; a small write becomes a delta for the catalog to log,
+                            a larger one (or a fold of the pending deltas) a new, not yet named Lance version
+    commit(txn)             the catalog named the new version: it becomes the shard's committed state
+    abort(txn)              it did not: roll Lance's main line back to the committed base (if it was written)
 
-The shard keeps Lance's main line equal to the committed version between writes, so every write is based on
-committed data only; the catalog's compare-and-swap catches the rest.
+The shard keeps Lance's main line equal to its committed base between writes, so every write is based on
+committed data only; the catalog's compare-and-swap catches the rest. A shard opened with a ``History`` (its
+catalog's shard log) numbers its versions itself and logs small writes (``engine.shardlog``); without one, every
+write goes to Lance and a version is a Lance version.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -24,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
 
-from engine import evaluation, expressions, storage
+from engine import evaluation, expressions, shardlog, storage
 from engine.computed import ARG, partial_aggregate
 from engine.errors import DuplicateKey, InvalidValue, TesseraError
 from engine.hashing import hash_columns
@@ -34,6 +36,7 @@ from engine.plan import (
     ColumnKernel,
     Compact,
     Delete,
+    Delta,
     DropColumn,
     Insert,
     OpResult,
@@ -53,6 +56,19 @@ log = logging.getLogger(__name__)
 _MAX_CHUNKS = 32
 # In memory each row carries its Lance address as a last, hidden column: writes delete by address.
 _ADDRESS = pa.field(ROW_ADDRESS, pa.uint64())
+_NONE = np.empty(0, np.uint64)
+History = Callable[[int], tuple[int, list[Delta]]]  # version -> its Lance base and the deltas logged since
+
+
+@dataclass(frozen=True)
+class _Log:
+    """Where a version's rows are durable: Lance version ``base`` plus ``pending`` deltas logged since, which
+    removed the Lance rows at ``gone`` and handed out the provisional addresses below ``next_virtual``."""
+
+    base: int
+    pending: int = 0
+    gone: np.ndarray = field(default_factory=lambda: _NONE)
+    next_virtual: int = 0
 
 
 @dataclass
@@ -61,6 +77,7 @@ class _Staged:
     version: int
     table: pa.Table
     spec: ShardSpec  # a stage that adds or drops a column brings the table's new spec
+    log: _Log
 
 
 def compute(kernel: ColumnKernel, table: pa.Table) -> tuple[pa.ChunkedArray | pa.Array, int]:
@@ -177,6 +194,10 @@ def _alters_column(op: ShardOp) -> bool:
     return isinstance(op, (AddColumn, DropColumn)) or (isinstance(op, Recompute) and op.everything)
 
 
+def _addressed(rows: pa.Table, addresses: np.ndarray) -> pa.Table:
+    return rows.set_column(rows.schema.get_field_index(ROW_ADDRESS), _ADDRESS, pa.array(addresses, pa.uint64()))
+
+
 def _tidy(table: pa.Table) -> pa.Table:
     if table.num_columns and table.column(0).num_chunks > _MAX_CHUNKS:
         return table.combine_chunks()
@@ -184,58 +205,93 @@ def _tidy(table: pa.Table) -> pa.Table:
 
 
 class Shard:
-    def __init__(self, spec: ShardSpec, version: int) -> None:
+    def __init__(self, spec: ShardSpec, version: int, history: History | None = None) -> None:
         self.spec = spec
         self.uri = spec.uri
+        self.history = history
         self._load(version)
 
     def _load(self, version: int) -> None:
         self.version = version  # the committed (catalog-named) version
-        self.table = self._read(version)
+        self.table, self.log = self._read(version)
         self.previous: tuple[int, pa.Table] | None = None
         self.staged: _Staged | None = None
-        # The latest Lance version when it holds the committed rows (the committed version, or a restore of it);
-        # None when it may hold leftovers of an unfinished write: restore before writing.
-        self.head: int | None = version if storage.latest_version(self.uri) == version else None
+        # The latest Lance version when it holds the committed base (the base, or a restore of it); None when it
+        # may hold leftovers of an unfinished write: restore before writing.
+        self.head: int | None = self.log.base if storage.latest_version(self.uri) == self.log.base else None
         self.next_row_id = self._next_row_id(self.table)
         self.keys: KeyIndex | None = None  # index of self.table's keys; None: build when next needed
         self._key_cache: tuple[pa.Table, np.ndarray] | None = None
         self._work_keys: KeyIndex | None = None  # during a stage: index of the working table, or None
         self._keys_changed = False
 
-    def _read(self, version: int) -> pa.Table:
-        """``version``'s rows in schema order, with their addresses."""
+    def _read(self, version: int) -> tuple[pa.Table, _Log]:
+        """``version``'s rows in schema order, with their addresses: its Lance base, then the deltas since."""
+        base, deltas = (version, []) if self.history is None else self.history(version)
+        table, gone, next_virtual = self._lance_rows(base), [_NONE], 0
+        for delta in deltas:
+            removed, rows = shardlog.decode(delta)
+            table = shardlog.apply(table, ROW_ADDRESS, removed, _working(rows, self.spec.schema, rows[ROW_ADDRESS]))
+            gone.append(removed[~shardlog.is_virtual(removed)])
+            next_virtual += rows.num_rows
+        return _tidy(table), _Log(base, len(deltas), np.concatenate(gone), next_virtual)
+
+    def _lance_rows(self, version: int) -> pa.Table:
         table = storage.read(self.uri, version, addresses=True)
         return _working(table, self.spec.schema, table[ROW_ADDRESS])
 
-    def _persist(self, work: pa.Table, deleted: list[np.ndarray]) -> tuple[pa.Table, int]:
-        """Write a stage's net effect as one Lance commit: delete ``deleted`` addresses, append the new rows.
+    def _persist(self, work: pa.Table, deleted: list[np.ndarray]) -> tuple[pa.Table, _Log | None, Delta | None]:
+        """Make a stage's net effect durable: delete the rows at ``deleted`` addresses, add the new rows.
 
         Rows a stage added have no address yet; they always form the tail of ``work`` (operations keep the
-        order of surviving rows and append their new rows), which is what ``rewrite`` appends and addresses.
+        order of surviving rows and append their new rows). A small write becomes a delta for the catalog's log,
+        its rows taking provisional addresses; a larger one goes to Lance (``_fold``). Returns the table with the
+        new rows' addresses, the new log state (None: nothing changed) and the delta to log.
         """
         fresh = work[ROW_ADDRESS].null_count
         if not fresh and not deleted:
-            return work, self.version
+            return work, None, None
         keep = work.num_rows - fresh
         new = work.slice(keep)
         assert new[ROW_ADDRESS].null_count == fresh, "new rows are the tail of the working table"
         if fresh:
             new, self._cell_errors = self._computed(new)
-        gone = np.concatenate(deleted) if deleted else np.empty(0, np.uint64)
+        gone = np.concatenate(deleted) if deleted else _NONE
+        log = self.log
+        if self.history is None or fresh + len(gone) > shardlog.DELTA_ROWS or log.pending >= shardlog.DELTA_CHAIN:
+            return (*self._fold(pa.concat_tables([work.slice(0, keep), new]) if fresh else work, gone), None)
+        new = _addressed(new, shardlog.provisional(log.next_virtual, fresh))
+        lance_gone = gone[~shardlog.is_virtual(gone)]
+        changed = _Log(log.base, log.pending + 1, np.concatenate([log.gone, lance_gone]), log.next_virtual + fresh)
+        return pa.concat_tables([work.slice(0, keep), new]), changed, shardlog.encode(gone, new)
+
+    def _fold(self, work: pa.Table, gone: np.ndarray = _NONE) -> tuple[pa.Table, _Log]:
+        """One Lance commit of all Lance lacks of ``work``: the pending deltas and the write that removed the rows
+        at ``gone`` and added the rows without an address. Every row of ``work`` then has a Lance address."""
+        start = shardlog.lance_rows(work[ROW_ADDRESS])
+        tail = work.slice(start)
         assert self.head is not None
         try:
             version, addresses = storage.rewrite(
-                self.uri, self.head, gone, new.drop_columns([ROW_ADDRESS]) if fresh else None
+                self.uri,
+                self.head,
+                np.concatenate([self.log.gone, gone[~shardlog.is_virtual(gone)]]),
+                tail.drop_columns([ROW_ADDRESS]) if tail.num_rows else None,
             )
         except BaseException:
             self.head = None  # the commit may or may not have happened: restore before the next write
             raise
-        if fresh:
-            position = new.schema.get_field_index(ROW_ADDRESS)
-            new = new.set_column(position, _ADDRESS, pa.array(addresses, pa.uint64()))
-            work = pa.concat_tables([work.slice(0, keep), new])
-        return work, version
+        if tail.num_rows:
+            work = pa.concat_tables([work.slice(0, start), _addressed(tail, addresses)])
+        return work, _Log(version)
+
+    def _folded(self) -> pa.Table:
+        """The committed rows, all in Lance: folds the pending deltas first (Lance's main line then holds them)."""
+        if not self.log.pending:
+            return self.table
+        work, log = self._fold(self.table)
+        self.head = log.base
+        return work
 
     def _computed(self, rows: pa.Table) -> tuple[pa.Table, int]:
         """``rows`` with their stored computed columns, and how many cells failed. Expression columns that are
@@ -285,15 +341,20 @@ class Shard:
             self._load(base)
         self._spec, self._cell_errors = spec or self.spec, 0
         if self.head is None:
-            self.head = storage.restore(self.uri, self.version)
+            self.head = storage.restore(self.uri, self.log.base)
         # Key index changes are this stage's alone (an aborted stage's must not reach a later commit).
         self._work_keys, self._keys_changed = self.keys, False
+        delta: Delta | None = None
         if any(isinstance(op, Compact) for op in ops):
             assert len(ops) == 1, "compaction is a write of its own"
-            work, version, results = self._compact(), self.head, [OpResult(0)]
+            head = self.head
+            self._folded()
+            work, results = self._compact(), [OpResult(0)]
+            log = _Log(self.head) if self.head != head else None
         elif len(ops) == 1 and _alters_column(ops[0]):
-            work, version, result = self._alter(ops[0])
-            results = [result]
+            head = self.head
+            work, lance, result = self._alter(self._folded(), ops[0])
+            log, results = (_Log(lance) if lance != head else None), [result]
         else:
             work, deleted, results = self.table, [], []
             for position, op in enumerate(ops):
@@ -307,33 +368,33 @@ class Shard:
                     if addresses.null_count < len(addresses):  # rows this stage added were never written
                         deleted.append(addresses.drop_null().to_numpy())
                 results.append(result)
-            work, version = self._persist(work, deleted)
+            work, log, delta = self._persist(work, deleted)
             if self._cell_errors and results:
                 last = results[-1]
                 results[-1] = OpResult(last.rows_affected, last.rows, last.errors + self._cell_errors)
-        if version != self.version:
-            self.head = None  # until commit or abort says which version Lance's main line holds
-        self.staged = _Staged(txn, version, _tidy(work), self._spec)
-        return StageResult(self.version, version, work.num_rows, tuple(results))
+        version = self.version
+        if log is not None:
+            version = log.base if self.history is None else self.version + 1
+            if log.base != self.log.base:
+                self.head = None  # until commit or abort says which version Lance's main line holds
+        log = log or self.log
+        self.staged = _Staged(txn, version, _tidy(work), self._spec, log)
+        return StageResult(self.version, version, work.num_rows, tuple(results), log.base, delta)
 
-    def _alter(self, op: ShardOp) -> tuple[pa.Table, int, OpResult]:
-        """Add, drop or recompute a whole expression column: one Lance commit that writes only that column."""
+    def _alter(self, work: pa.Table, op: ShardOp) -> tuple[pa.Table, int, OpResult]:
+        """Add, drop or recompute a whole expression column of ``work`` (all in Lance): one Lance commit that
+        writes only that column. Returns the table, the Lance version written (or the head) and the result."""
         assert self.head is not None
-        table = self.table.drop_columns([ROW_ADDRESS])
+        table = work.drop_columns([ROW_ADDRESS])
         head = self.head
         try:
             if isinstance(op, DropColumn):
                 version = storage.drop_column(self.uri, head, op.name) if op.name in table.column_names else head
-                return (
-                    self.table.drop_columns([op.name]) if op.name in table.column_names else self.table,
-                    version,
-                    OpResult(0),
-                )
+                return (work.drop_columns([op.name]) if op.name in table.column_names else work, version, OpResult(0))
             assert isinstance(op, (AddColumn, Recompute))
             kernels = self._spec.computed
             index = next(i for i, k in enumerate(kernels) if k.name == op.name)
             changed, errors, version = {op.name}, 0, head
-            work = self.table
             for k in kernels[index:]:  # the column, then stored columns that read it (directly or not)
                 if k.name != op.name and not (k.stored and changed & k.compiled.columns):
                     continue
@@ -364,16 +425,16 @@ class Shard:
         except BaseException:
             self.head = None
             raise
-        return self._read(self.head)
+        return self._lance_rows(self.head)
 
     def commit(self, txn: str) -> None:
         staged = self.staged
         if staged is None or staged.txn != txn:
             return
-        if staged.version != self.version:  # a write: Lance's head is the new version
-            self.head = staged.version
+        if staged.log.base != self.log.base:  # Lance was written: its head is the new base
+            self.head = staged.log.base
         self.previous = (self.version, self.table)
-        self.version, self.table, self.staged = staged.version, staged.table, None
+        self.version, self.table, self.log, self.staged = staged.version, staged.table, staged.log, None
         if staged.spec != self.spec:
             self.spec, self._key_cache = staged.spec, None
         if self._keys_changed:
@@ -385,14 +446,14 @@ class Shard:
             return
         self.staged = None
         self._work_keys, self._keys_changed = None, False
-        if staged.version != self.version:
+        if staged.log.base != self.log.base or self.head is None:
             self._rollback()
 
     def _rollback(self) -> None:
         try:
-            self.head = storage.restore(self.uri, self.version)
+            self.head = storage.restore(self.uri, self.log.base)
         except Exception:  # the next stage retries the restore
-            log.exception("restore of %s to version %s failed", self.uri, self.version)
+            log.exception("restore of %s to version %s failed", self.uri, self.log.base)
             self.head = None
 
     def _apply(self, work: pa.Table, op: ShardOp) -> tuple[pa.Table, pa.Table | None, OpResult]:
@@ -550,7 +611,7 @@ class Shard:
             return self.staged.table  # committed in the catalog; our commit() call is on its way
         if self.previous is not None and version == self.previous[0]:
             return self.previous[1]
-        return self._read(version)
+        return self._read(version)[0]
 
     def read(self, version: int, plan: ReadPlan, kernels: Sequence[ColumnKernel] | None = None) -> ReadResult:
         table = self.table_at(version)
@@ -573,13 +634,17 @@ class Shard:
 
     # -- maintenance ----------------------------------------------------------------------------------------
     def needs_compaction(self, min_fragments: int) -> bool:
-        return self.staged is None and storage.fragment_count(self.uri, self.version) >= min_fragments
+        """True when the shard has deltas to fold into Lance, or enough small fragments to be worth compacting."""
+        if self.staged is not None:
+            return False
+        return self.log.pending > 0 or storage.fragment_count(self.uri, self.log.base) >= min_fragments
 
-    def cleanup(self, older_than: dt.timedelta) -> int:
-        """Delete Lance versions the catalog no longer names (only when nothing is staged)."""
-        if self.staged is not None or self.head is None or storage.latest_version(self.uri) != self.head:
+    def cleanup(self, before: int) -> int:
+        """Delete the Lance versions below ``before``, which no version the catalog keeps is built on (only when
+        nothing is staged and Lance's latest version is the committed base)."""
+        if self.staged is not None or self.head != self.log.base or storage.latest_version(self.uri) != self.head:
             return 0
-        return storage.cleanup(self.uri, older_than)
+        return storage.cleanup(self.uri, min(before, self.log.base))
 
 
 def read_table(

@@ -7,7 +7,6 @@ write, so the next write is based on committed data only.
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -197,10 +196,14 @@ def compact(uri: str) -> int:
         return lance.dataset(uri).version
 
 
-def cleanup(uri: str, older_than: dt.timedelta) -> int:
-    """Delete versions (and their files) older than ``older_than``; the latest version is always kept."""
+def cleanup(uri: str, before: int) -> int:
+    """Delete the versions numbered below ``before`` (and the files only they use); the latest is always kept."""
     with _Translate(uri, "cleanup"):
-        stats = lance.dataset(uri).cleanup_old_versions(older_than=older_than, delete_unverified=True)
+        ds = lance.dataset(uri)
+        old = [v for v in (m["version"] for m in ds.versions()) if v < min(before, ds.version)]
+        if not old:
+            return 0
+        stats = ds.cleanup_old_versions(versions=old, delete_unverified=True)
         return int(getattr(stats, "old_versions", 0))
 
 

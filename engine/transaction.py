@@ -155,7 +155,7 @@ class Coordinator:
                 self._finish(work, results, txn, commit=False)
                 raise
         changes = [
-            ShardChange(w.spec.table_id, w.spec.shard, r.base_version, r.version, r.row_count)
+            ShardChange(w.spec.table_id, w.spec.shard, r.base_version, r.version, r.row_count, r.lance, r.delta)
             for w, r in zip(work, staged, strict=True)
             if r.version != r.base_version
         ]

@@ -114,8 +114,10 @@ def test_acknowledged_rows_survive_kill_9(data_dir: Path) -> None:
         server.kill()
 
 
+@pytest.mark.parametrize("rows", [200, 2000], ids=["logged", "lance"])
 @pytest.mark.parametrize("step", STEPS)
-def test_write_cut_at_each_step_is_all_or_nothing(data_dir: Path, step: str) -> None:
+def test_write_cut_at_each_step_is_all_or_nothing(data_dir: Path, step: str, rows: int) -> None:
+    """``rows``: a write small enough for the shard log, or large enough to go to Lance (see engine.shardlog)."""
     server = Server(data_dir)
     try:
         server.http.post(
@@ -127,18 +129,18 @@ def test_write_cut_at_each_step_is_all_or_nothing(data_dir: Path, step: str) -> 
     server = Server(data_dir, env={"TESSERA_FAULT": step})
     try:
         with pytest.raises(httpx.HTTPError):  # the server dies at the fault point, before answering
-            server.http.post("/tables/t/rows/batch", json={"rows": [{"id": i} for i in range(100, 300)]})
+            server.http.post("/tables/t/rows/batch", json={"rows": [{"id": i} for i in range(100, 100 + rows)]})
     finally:
         server.kill()
     server = Server(data_dir)
     try:
         got = ids(server, "t")
-        assert got in (list(range(100)), list(range(300))), f"partial write visible after a crash at {step}"
+        assert got in (list(range(100)), list(range(100 + rows))), f"partial write visible after a crash at {step}"
         if step == "after_commit":
-            assert got == list(range(300))
+            assert got == list(range(100 + rows))
         # Staged leftovers do not get in the way: the next write succeeds and is based on committed data.
         server.http.post(
-            "/tables/t/rows/batch", json={"rows": [{"id": i} for i in range(1000, 1100)]}
+            "/tables/t/rows/batch", json={"rows": [{"id": i} for i in range(10_000, 10_100)]}
         ).raise_for_status()
         assert len(ids(server, "t")) == len(got) + 100
     finally:

@@ -10,13 +10,14 @@ import time
 import uuid
 from pathlib import Path
 
+import lance
 import numpy as np
 import pyarrow as pa
 import pytest
 import ray
 
 import engine
-from engine import storage
+from engine import shardlog, storage
 from engine.errors import (
     ColumnNotFound,
     DuplicateKey,
@@ -335,6 +336,13 @@ class TestFaults:
             other.close()
 
 
+def lance_fragments(db: engine.Database, name: str) -> list[int]:
+    """Fragments of each shard's Lance base (the Lance version its committed version is built on)."""
+    _, states, specs = db._resolve(name)
+    bases = [db.catalog.history(s.table_id, s.shard, st.version)[0] for s, st in zip(specs, states, strict=True)]
+    return [storage.fragment_count(s.uri, base) for s, base in zip(specs, bases, strict=True)]
+
+
 class TestMaintenance:
     def test_compaction_and_cleanup_keep_data(self, tmp_path: Path) -> None:
         other = engine.connect(
@@ -342,36 +350,39 @@ class TestMaintenance:
         )
         try:
             t = other.create_table("t", COLUMNS, primary_key="id", shards=2)
-            for i in range(12):
-                t.insert([{"id": i * 10 + j} for j in range(10)])
-            _record, states, specs = other._resolve("t")
-            before = [storage.fragment_count(s.uri, st.version) for s, st in zip(specs, states, strict=True)]
+            for i in range(12):  # each write larger than a delta: a Lance fragment per shard
+                t.insert([{"id": i * 1000 + j} for j in range(2 * shardlog.DELTA_ROWS + 100)])
+            t.insert({"id": -1})  # and one small write, logged in the catalog
+            before = lance_fragments(other, "t")
             assert other.maintain() == 2
-            _, states, _ = other._resolve("t")
-            after = [storage.fragment_count(s.uri, st.version) for s, st in zip(specs, states, strict=True)]
+            after = lance_fragments(other, "t")
             assert max(after) == 1 < min(before)
             other.maintain()  # cleans up the versions the catalog no longer names
+            _, states, specs = other._resolve("t")
             for spec, st in zip(specs, states, strict=True):
-                import lance
-
-                assert [v["version"] for v in lance.dataset(spec.uri).versions()] == [st.version]
-            assert sorted(t.to_arrow()["id"].to_pylist()) == list(range(120))
+                base, deltas = other.catalog.history(spec.table_id, spec.shard, st.version)
+                assert deltas == []
+                assert [v["version"] for v in lance.dataset(spec.uri).versions()] == [base]
+            assert sorted(t.to_arrow()["id"].to_pylist()) == [
+                -1,
+                *sorted(i * 1000 + j for i in range(12) for j in range(2 * shardlog.DELTA_ROWS + 100)),
+            ]
         finally:
             other.close()
 
-    def test_background_thread_compacts_small_writes(self, tmp_path: Path) -> None:
+    def test_background_thread_folds_small_writes_into_lance(self, tmp_path: Path) -> None:
         other = engine.connect(data_dir=str(tmp_path), maintenance_seconds=0.2, compact_min_fragments=4)
         try:
             t = other.create_table("t", COLUMNS, primary_key="id", shards=1)
             for i in range(8):
                 t.insert({"id": i})
-            _, _, specs = other._resolve("t")
 
-            def compacted() -> None:
-                _, states, _ = other._resolve("t")
-                assert storage.fragment_count(specs[0].uri, states[0].version) == 1
+            def folded() -> None:
+                assert lance_fragments(other, "t") == [1]
+                _, states, specs = other._resolve("t")
+                assert other.catalog.history(specs[0].table_id, 0, states[0].version)[1] == []
 
-            wait_for(compacted)
+            wait_for(folded)
             assert sorted(t.to_arrow()["id"].to_pylist()) == list(range(8))
         finally:
             other.close()
