@@ -27,7 +27,7 @@ from engine.catalog import IdempotencyRace, IdempotencyRecord
 from engine.errors import IdempotencyKeyReused, InvalidRequest, TesseraError, TooLarge
 from engine.plan import Delete, Insert, ShardOp, StageResult, Update, Upsert
 from engine.transaction import ShardWork
-from engine.where import compile_where, parse_where
+from engine.where import parse_where
 
 if TYPE_CHECKING:
     from engine.client import Database
@@ -319,8 +319,7 @@ def _plan(db: Database, index: int, op: Any, tables: _Resolved) -> _Planned:
         if "where" not in op:
             raise InvalidRequest(f"{loc}.where is required for {kind} (use {{}} for every row)", field=f"{loc}.where")
         clauses = parse_where(op["where"], f"{loc}.where")
-        targets, keys = table._route(clauses, schema, record.shards)
-        where = compile_where(clauses, schema, f"{loc}.where")
+        targets, keys, where = table._route(clauses, schema, record.shards, f"{loc}.where")
         shard_op: ShardOp
         if kind == "update":
             if not isinstance(op.get("set"), dict) or not op["set"]:

@@ -22,7 +22,7 @@ from typing import Protocol
 import orjson
 
 from engine.computed import Stats
-from engine.errors import CommitConflict, Conflict, EngineError, StorageError, TableExists, TableNotFound
+from engine.errors import CommitConflict, Conflict, EngineError, TableExists, TableNotFound
 from engine.plan import Delta
 from engine.schema import TableSchema
 
@@ -479,7 +479,9 @@ def catalog_path(root: str) -> str:
     return str(Path(root) / "catalog.db")
 
 
-class VersionGone(StorageError):
+class VersionGone(Conflict):
+    """A read of a shard version older than the history kept (``prune_log``): a fresh snapshot will do."""
+
     code = "version_gone"
 
 

@@ -57,7 +57,7 @@ from engine.shard import read_table, sort_keys
 from engine.transaction import Coordinator, ShardWork, resolve
 from engine.types import arrow_type
 from engine.udfs import Udf
-from engine.where import compile_where, key_values, parse_where
+from engine.where import compile_where, parse_where, pin
 
 if TYPE_CHECKING:
     import polars
@@ -601,8 +601,8 @@ class Table:
         schema = record.schema
         assignments = self._assignments(schema, set)
         clauses = parse_where(where)
-        targets, keys = self._route(clauses, schema, record.shards)
-        op = Update(compile_where(clauses, schema), assignments, keys)
+        targets, keys, rest = self._route(clauses, schema, record.shards)
+        op = Update(rest, assignments, keys)
         work = [ShardWork(specs[i], (op,)) for i in targets]
         return sum(r.results[0].rows_affected for r in self.db.coordinator.run(work))
 
@@ -610,8 +610,8 @@ class Table:
         """Delete every row matching ``where`` (all rows when None); returns the number deleted."""
         record, _, specs = self.db._resolve(self.name)
         clauses = parse_where(where)
-        targets, keys = self._route(clauses, record.schema, record.shards)
-        op = Delete(compile_where(clauses, record.schema), keys)
+        targets, keys, rest = self._route(clauses, record.schema, record.shards)
+        op = Delete(rest, keys)
         work = [ShardWork(specs[i], (op,)) for i in targets]
         return sum(r.results[0].rows_affected for r in self.db.coordinator.run(work))
 
@@ -665,7 +665,7 @@ class Table:
             order = tuple((k, "ascending") for k in schema.key)  # stable pages
         clauses = parse_where(where)
         expr = compile_where(clauses, schema)
-        targets, keys = self._route(clauses, schema, record.shards)
+        targets, keys, rest = self._route(clauses, schema, record.shards)
         needed = None if columns is None else tuple(dict.fromkeys([*columns, *(c for c, _ in order)]))
         top = None if limit is None else min(offset + limit, MAX_ROWS)
         whole = {c.name: c for c in schema.computed if c.whole_table}
@@ -681,7 +681,7 @@ class Table:
             if needed is not None and wanted:  # shards send what the values attach by (group_by columns, key)
                 extra = [g for n in wanted for g in _attach_on(whole[n], schema)]
                 needed = tuple(dict.fromkeys([*(c for c in needed if c not in whole), *extra]))
-            plan = ReadPlan(needed, expr, order, top, keys=keys)
+            plan = ReadPlan(needed, rest, order, top, keys=keys)
             results = self.db.coordinator.read([specs[i] for i in targets], [states[i].version for i in targets], plan)
             tables = [r.table for r in results if r.table is not None]
             merged = pa.concat_tables(tables) if tables else _empty(schema)
@@ -726,8 +726,8 @@ class Table:
             return sum(s.row_count for s in states)
         record, states, specs = self.db._resolve(self.name)
         clauses = parse_where(where)
-        targets, keys = self._route(clauses, record.schema, record.shards)
-        plan = ReadPlan(where=compile_where(clauses, record.schema), count_only=True, keys=keys)
+        targets, keys, rest = self._route(clauses, record.schema, record.shards)
+        plan = ReadPlan(where=rest, count_only=True, keys=keys)
         return sum(
             r.matched
             for r in self.db.coordinator.read([specs[i] for i in targets], [states[i].version for i in targets], plan)
@@ -795,11 +795,18 @@ class Table:
             if counts[i] or (table.num_rows == 0 and i == 0)
         ]
 
-    def _route(self, clauses: Any, schema: TableSchema, shards: int) -> tuple[list[int], pa.Array | None]:
-        """The shards a filter can match, and the key values it pins the key to (if it does)."""
-        values = key_values(clauses, schema)
+    def _route(
+        self, clauses: Any, schema: TableSchema, shards: int, field: str = "where"
+    ) -> tuple[list[int], pa.Array | None, pc.Expression | None]:
+        """The shards a filter can match, the key values it pins the key to (if it does) and what the shards must
+        still check on the rows with those keys (the whole filter when it pins nothing). Checks every clause."""
+        where = compile_where(clauses, schema, field)
+        values, rest = pin(clauses, schema)
         if values is None:
-            return list(range(shards)), None
+            return list(range(shards)), None, where
+        return (*self._shards_of(values, schema, shards), compile_where(rest, schema, field))
+
+    def _shards_of(self, values: list[Any], schema: TableSchema, shards: int) -> tuple[list[int], pa.Array]:
         column = schema.column(schema.key[0])
         keys = pa.array(
             [coerce_value(column, v, ("where", column.name)).as_py() for v in values],

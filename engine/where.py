@@ -131,12 +131,17 @@ def key_values(clauses: tuple[Clause, ...], schema: TableSchema) -> list[Any] | 
 
     Lets the engine send a point operation to one shard instead of all of them.
     """
+    return pin(clauses, schema)[0]
+
+
+def pin(clauses: tuple[Clause, ...], schema: TableSchema) -> tuple[list[Any] | None, tuple[Clause, ...]]:
+    """``key_values`` and the other clauses: what a shard must still check on the rows with those keys."""
     if len(schema.key) != 1:
-        return None
+        return None, clauses
     key = schema.key[0]
-    for c in clauses:
+    for i, c in enumerate(clauses):
         if c.column == key and c.operator == "=" and c.value is not None:
-            return [c.value]
+            return [c.value], clauses[:i] + clauses[i + 1 :]
         if c.column == key and c.operator == "in" and isinstance(c.value, list):
-            return list(c.value)
-    return None
+            return list(c.value), clauses[:i] + clauses[i + 1 :]
+    return None, clauses
