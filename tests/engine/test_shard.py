@@ -1,21 +1,25 @@
-"""The shard's write protocol on real Lance files, without Ray."""
+"""The shard's write protocol on real Lance files and its log in a real SQLite catalog, without Ray."""
 
 from __future__ import annotations
 
+import functools
 import itertools
+import sqlite3
+import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import storage
-from engine.catalog import ShardChange, SqliteCatalog, TableRecord
+from engine import shardlog, storage
+from engine.catalog import ShardChange, SqliteCatalog, TableRecord, VersionGone, read_history
 from engine.coerce import rows_to_table
 from engine.errors import CommitConflict, DuplicateKey, TableExists, TableNotFound
-from engine.plan import Compact, Delete, Insert, ReadPlan, ShardSpec, Update, Upsert
+from engine.plan import Compact, Delete, Insert, ReadPlan, ShardOp, ShardSpec, StageResult, Update, Upsert
 from engine.schema import build_schema
 from engine.shard import Shard
 
@@ -141,53 +145,64 @@ def test_reload_from_storage_realigns_head(tmp_path: Path) -> None:
 
 OPS = st.lists(
     st.tuples(
-        st.sampled_from(["insert", "upsert", "update", "delete", "compact"]),
+        st.sampled_from(["insert", "upsert", "update", "delete", "compact", "bulk"]),
         st.lists(st.integers(0, 12), min_size=1, max_size=4),
         st.integers(-5, 5),
     ),
     min_size=1,
-    max_size=12,
+    max_size=14,
 )
 
 
+@pytest.mark.parametrize("logged", [False, True], ids=["lance", "logged"])
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(OPS, st.data())
-def test_shard_matches_a_dict_model(tmp_path: Path, ops: list, data: st.DataObject) -> None:
-    """Random writes, each committed or aborted at random: memory, Lance and a dict model agree."""
-    shard = make_shard(tmp_path)
-    model: dict[int, int] = {}
-    for n, (kind, ids, v) in enumerate(ops):
-        ids = list(dict.fromkeys(ids))
-        after = dict(model)
-        if kind == "insert":
-            op = Insert(rows(*[(i, v) for i in ids]))
-            if any(i in model for i in ids):
-                with pytest.raises(DuplicateKey):
-                    shard.stage(str(n), None, [op])
-                continue
-            after.update({i: v for i in ids})
-        elif kind == "upsert":
-            op = Upsert(rows(*[(i, v) for i in ids]))
-            after.update({i: v for i in ids})
-        elif kind == "update":
-            op = Update(pc.field("id").isin(ids), (("v", pc.field("v") + v),))
-            after.update({i: model[i] + v for i in ids if i in model})
-        elif kind == "delete":
-            op = Delete(pc.field("id").isin(ids))
-            after = {k: x for k, x in model.items() if k not in ids}
-        else:
-            op = Compact()
-        shard.stage(str(n), None, [op])
-        if data.draw(st.booleans()):
-            shard.commit(str(n))
-            model = after
-        else:
-            shard.abort(str(n))
-        assert state(shard) == model
-        assert mirrors_lance(shard)
-    shard.stage("last", None, [Insert(rows((100, 0)))])
-    shard.commit("last")
-    assert on_disk(shard, shard.version) == {**model, 100: 0}
+def test_shard_matches_a_dict_model(
+    tmp_path_factory: pytest.TempPathFactory, logged: bool, ops: list, data: st.DataObject
+) -> None:
+    """Random writes, each committed or aborted at random: memory, storage and a dict model agree after every step.
+
+    ``logged``: a shard with a catalog's log and a short chain, so that deltas, folds and reloads all happen."""
+    saved = shardlog.DELTA_CHAIN, shardlog.DELTA_ROWS
+    if logged:
+        shardlog.DELTA_CHAIN, shardlog.DELTA_ROWS = 3, 6
+    try:
+        writer = Logged(tmp_path_factory.mktemp("model"), logged)
+        model: dict[int, int] = {}
+        for n, (kind, ids, v) in enumerate(ops):
+            ids = list(dict.fromkeys(ids))
+            after = dict(model)
+            if kind == "insert":
+                op: ShardOp = Insert(rows(*[(i, v) for i in ids]))
+                if any(i in model for i in ids):
+                    with pytest.raises(DuplicateKey):
+                        writer.shard.stage(str(n), None, [op])
+                    continue
+                after.update({i: v for i in ids})
+            elif kind == "upsert":
+                op = Upsert(rows(*[(i, v) for i in ids]))
+                after.update({i: v for i in ids})
+            elif kind == "bulk":  # more rows than a delta takes
+                op = Upsert(rows(*[(i, v) for i in range(20, 28)]))
+                after.update({i: v for i in range(20, 28)})
+            elif kind == "update":
+                op = Update(pc.field("id").isin(ids), (("v", pc.field("v") + v),))
+                after.update({i: model[i] + v for i in ids if i in model})
+            elif kind == "delete":
+                op = Delete(pc.field("id").isin(ids))
+                after = {k: x for k, x in model.items() if k not in ids}
+            else:
+                op = Compact()
+            commit = data.draw(st.booleans())
+            writer.write(str(n), op, commit=commit)
+            if commit:
+                model = after
+            assert state(writer.shard) == model
+            assert same_after_reload(writer) if logged else mirrors_lance(writer.shard)
+        writer.write("last", Compact())
+        assert on_disk(writer.shard, writer.shard.log.base) == model
+    finally:
+        shardlog.DELTA_CHAIN, shardlog.DELTA_ROWS = saved
 
 
 def test_an_aborted_stage_leaves_the_key_index_alone(tmp_path: Path) -> None:
@@ -228,3 +243,174 @@ class TestCatalog:
         with pytest.raises(TableNotFound):
             cat.get_table("t")
         assert cat.snapshot("id-t") == []
+
+
+# -- the shard log (engine.shardlog) ----------------------------------------------------------------------
+class Logged:
+    """A shard whose versions a real catalog publishes, as the coordinator would (``logged``: with the catalog's
+    shard log; without, the shard writes every version to Lance and the catalog only names it)."""
+
+    def __init__(self, tmp: Path, logged: bool = True, name: str = "t") -> None:
+        self.catalog = SqliteCatalog(tmp / f"{name}.db")
+        self.table_id = f"id-{name}"
+        uri = str(tmp / f"{name}.lance")
+        version = storage.create(uri, SCHEMA.arrow_schema())
+        self.catalog.create_table(TableRecord(self.table_id, name, SCHEMA, 1, "2026-01-01T00:00:00Z", 0), [version])
+        self.spec = ShardSpec(
+            self.table_id,
+            name,
+            0,
+            1,
+            uri,
+            ("id",),
+            SCHEMA.arrow_schema(),
+            False,
+            catalog=self.catalog.path if logged else "",
+        )
+        self.shard = self.open(version)
+
+    def open(self, version: int) -> Shard:
+        if not self.spec.catalog:
+            return Shard(self.spec, version)
+        return Shard(self.spec, version, functools.partial(read_history, self.catalog.path, self.table_id, 0))
+
+    def write(self, txn: str, *ops: ShardOp, commit: bool = True) -> StageResult:
+        result = self.shard.stage(txn, None, list(ops))
+        if not commit:
+            self.shard.abort(txn)
+            return result
+        if result.version != result.base_version:
+            self.catalog.commit(
+                [
+                    ShardChange(
+                        self.table_id,
+                        0,
+                        result.base_version,
+                        result.version,
+                        result.row_count,
+                        result.lance,
+                        result.delta,
+                    )
+                ]
+            )
+        self.shard.commit(txn)
+        return result
+
+
+def same_after_reload(logged: Logged) -> bool:
+    """A shard opened afresh at the committed version (Lance base + logged deltas) holds the same rows, in the
+    same order, at the same addresses as the one that wrote them."""
+    memory = logged.shard.table_at(logged.shard.version)
+    fresh = logged.open(logged.shard.version).table_at(logged.shard.version)
+    return all(memory[c].to_pylist() == fresh[c].to_pylist() for c in ("id", "v", "s", storage.ROW_ADDRESS))
+
+
+def test_a_small_write_is_logged_not_written_to_lance(tmp_path: Path) -> None:
+    logged = Logged(tmp_path)
+    lance_before = storage.latest_version(logged.spec.uri)
+    result = logged.write("a", Insert(rows((1, 10), (2, 20))))
+    assert result.delta is not None and result.lance == lance_before
+    assert storage.latest_version(logged.spec.uri) == lance_before  # no Lance commit
+    logged.write("b", Update(pc.field("id") == 1, (("v", pc.field("v") + 5),)))
+    assert state(logged.shard) == {1: 15, 2: 20}
+    assert same_after_reload(logged)
+    base, deltas = logged.catalog.history(logged.table_id, 0, logged.shard.version)
+    assert base == lance_before and len(deltas) == 2
+
+
+def test_an_aborted_small_write_leaves_no_trace(tmp_path: Path) -> None:
+    logged = Logged(tmp_path)
+    logged.write("a", Insert(rows((1, 10))))
+    lance = storage.latest_version(logged.spec.uri)
+    logged.write("b", Insert(rows((2, 20))), Delete(pc.field("id") == 1), commit=False)
+    assert state(logged.shard) == {1: 10}
+    assert storage.latest_version(logged.spec.uri) == lance
+    logged.write("c", Insert(rows((3, 30))))
+    assert state(logged.shard) == {1: 10, 3: 30}
+    assert same_after_reload(logged)
+
+
+def test_the_chain_folds_into_lance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shardlog, "DELTA_CHAIN", 3)
+    logged = Logged(tmp_path)
+    first = storage.latest_version(logged.spec.uri)
+    for i in range(3):
+        assert logged.write(str(i), Insert(rows((i, i)))).delta is not None
+    folded = logged.write("fold", Update(pc.field("id") == 0, (("v", pc.scalar(100)),)))
+    assert folded.delta is None and folded.lance > first
+    # Lance alone now holds the committed rows, at the addresses the shard has in memory
+    disk = storage.read(logged.spec.uri, folded.lance, addresses=True)
+    memory = logged.shard.table_at(logged.shard.version)
+    assert disk["id"].to_pylist() == memory["id"].to_pylist()
+    assert disk[storage.ROW_ADDRESS].to_pylist() == memory[storage.ROW_ADDRESS].to_pylist()
+    assert not shardlog.is_virtual(memory[storage.ROW_ADDRESS].to_numpy()).any()
+    assert state(logged.shard) == {0: 100, 1: 1, 2: 2}
+    assert same_after_reload(logged)
+
+
+def test_a_large_write_goes_to_lance_with_the_pending_deltas(tmp_path: Path) -> None:
+    logged = Logged(tmp_path)
+    logged.write("a", Insert(rows((1, 1))))
+    many = rows(*[(i, i) for i in range(10, 10 + shardlog.DELTA_ROWS + 1)])
+    result = logged.write("b", Insert(many), Delete(pc.field("id") == 1))
+    assert result.delta is None
+    assert sorted(state(logged.shard)) == list(range(10, 10 + shardlog.DELTA_ROWS + 1))
+    base, deltas = logged.catalog.history(logged.table_id, 0, logged.shard.version)
+    assert base == result.lance and deltas == []
+    assert same_after_reload(logged)
+
+
+def test_compaction_folds_first(tmp_path: Path) -> None:
+    logged = Logged(tmp_path)
+    for i in range(4):
+        logged.write(str(i), Insert(rows((i, i))))
+    assert logged.shard.needs_compaction(min_fragments=100)  # deltas to fold, however few fragments
+    logged.write("c", Compact())
+    assert not logged.shard.needs_compaction(min_fragments=100)
+    assert storage.fragment_count(logged.spec.uri, logged.shard.log.base) == 1
+    assert state(logged.shard) == {i: i for i in range(4)}
+    assert same_after_reload(logged)
+
+
+def test_old_versions_are_rebuilt_from_the_log(tmp_path: Path) -> None:
+    logged = Logged(tmp_path)
+    versions = []
+    for i in range(4):
+        logged.write(str(i), Upsert(rows((0, i), (i + 1, i))))
+        versions.append(logged.shard.version)
+    assert state(logged.shard, versions[0]) == {0: 0, 1: 0}
+    assert state(logged.shard, versions[1]) == {0: 1, 1: 0, 2: 1}
+
+
+def test_prune_keeps_what_recent_versions_need(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shardlog, "DELTA_CHAIN", 2)
+    logged = Logged(tmp_path)
+    old = []
+    for i in range(5):
+        logged.write(str(i), Insert(rows((i, i))))
+        old.append(logged.shard.version)
+    time.sleep(0.05)
+    recent = logged.shard.version
+    [keep] = logged.catalog.prune_log(logged.table_id, retention_seconds=0.02)
+    assert keep == logged.shard.log.base  # the last fold: the versions since are built on it
+    assert logged.shard.cleanup(keep) > 0
+    assert state(logged.shard, recent) == {i: i for i in range(5)}
+    assert logged.open(recent).table.num_rows == 5
+    with pytest.raises(VersionGone):
+        logged.catalog.history(logged.table_id, 0, old[0])
+
+
+def test_catalogs_from_before_the_log_get_one_row_per_shard(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    SqliteCatalog(path).create_table(TableRecord("id-t", "t", SCHEMA, 2, "2026-01-01T00:00:00Z", 0), [3, 5])
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM shard_log")
+    catalog = SqliteCatalog(path)
+    assert catalog.history("id-t", 1, 5) == (5, [])
+
+
+def test_provisional_addresses_never_collide_with_lance_ones() -> None:
+    lance = np.array([(7 << 32) | 3], np.uint64)
+    assert not shardlog.is_virtual(lance).any()
+    assert shardlog.is_virtual(shardlog.provisional(0, 3)).all()
+    assert shardlog.lance_rows(pa.array([1, 2, None, int(shardlog.VIRTUAL)], pa.uint64())) == 2
