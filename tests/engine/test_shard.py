@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engine import shard as shard_module
 from engine import shardlog, storage
 from engine.catalog import ShardChange, SqliteCatalog, TableRecord, VersionGone, read_history
 from engine.coerce import rows_to_table
@@ -414,3 +415,21 @@ def test_provisional_addresses_never_collide_with_lance_ones() -> None:
     assert not shardlog.is_virtual(lance).any()
     assert shardlog.is_virtual(shardlog.provisional(0, 3)).all()
     assert shardlog.lance_rows(pa.array([1, 2, None, int(shardlog.VIRTUAL)], pa.uint64())) == 2
+
+
+# -- cutting rows out without copying the shard ----------------------------------------------------------------
+def test_split_cuts_out_rows_like_a_filter_and_tidy_bounds_the_chunks() -> None:
+    rng = np.random.default_rng(7)
+    table = pa.table({"id": np.arange(300_000), "v": rng.integers(0, 100, 300_000)})
+    expected = table
+    for step in range(120):
+        positions = np.unique(rng.integers(0, table.num_rows, 3 if step % 10 else 100))  # a few, or many
+        kept, removed = shard_module.split(table, positions)
+        hit = np.zeros(table.num_rows, bool)
+        hit[positions] = True
+        assert removed.to_pydict() == expected.filter(pa.array(hit)).to_pydict()
+        moved = removed.slice(0, 1)  # as an update does: the changed row goes to the end
+        table = shard_module._tidy(pa.concat_tables([kept, moved]))
+        expected = pa.concat_tables([expected.filter(pa.array(~hit)), moved]).combine_chunks()
+        assert table.column(0).num_chunks <= shard_module._MAX_LARGE_CHUNKS + 1
+    assert table.to_pydict() == expected.to_pydict()
