@@ -5,6 +5,8 @@
 1. 1,000 single-row upserts across 4 shards in one transactional batch  vs  1,000 separate PUT /rows/{id}
 2. a small transactional batch (2 operations) over REST: median latency  (target < 15 ms)
 3. the transfer workload (2 expression updates + a ledger insert) in batches/s with 1 and 8 clients
+4. the small batch of 2 on shards of --large-rows rows each  vs  the same on 16-row shards (a point write should
+   not cost more on a large shard)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 
 from benchmarks.common import Figure, Server, report
 
@@ -28,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--upserts", type=int, default=1000)
     p.add_argument("--latency-samples", type=int, default=200)
     p.add_argument("--transfer-seconds", type=float, default=15.0)
+    p.add_argument("--large-rows", type=int, default=500_000, help="rows per shard for figure 4")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
     server = Server(str(work / "data"), "--shards", "4").wait_ready()
     try:
         with httpx.Client(base_url=server.url, timeout=120) as http:
-            figures = [upserts(http, args.upserts), small_batch(http, args.latency_samples)]
+            small = small_batch(http, args.latency_samples)
+            figures = [upserts(http, args.upserts), small]
             figures += transfers(server.url, args.transfer_seconds)
+            figures.append(large_shards(http, args.latency_samples, args.large_rows, small))
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -63,7 +69,7 @@ def _moves(table: str, src: int, dst: int, amount: int) -> list[dict]:
 
 
 def upserts(http: httpx.Client, n: int) -> Figure:
-    print(f"[1/3] {n} single-row upserts: one batch vs {n} PUT requests")
+    print(f"[1/4] {n} single-row upserts: one batch vs {n} PUT requests")
     schema = {"columns": {"id": "int", "name": "string", "price": "float"}}
     http.post("/tables", json={"name": "items", "schema": schema, "primary_key": "id", "shards": 4}).raise_for_status()
     http.post(
@@ -90,30 +96,53 @@ def upserts(http: httpx.Client, n: int) -> Figure:
 
 
 def small_batch(http: httpx.Client, samples: int) -> Figure:
-    print(f"[2/3] small transactional batch (2 operations), {samples} samples")
-    schema = {"columns": {"id": "int", "balance": "int"}}
-    http.post("/tables", json={"name": "acc", "schema": schema, "primary_key": "id", "shards": 4}).raise_for_status()
-    http.post(
-        "/tables/acc/rows/batch", json={"rows": [{"id": i, "balance": 1000} for i in range(64)]}
-    ).raise_for_status()
-    lat = []
-    for k in range(samples + 10):
-        a, b = random.sample(range(64), 2)
-        body = {
-            "operations": _moves("acc", a, b, 1),
-        }
-        start = time.perf_counter()
-        http.post("/batch/operations", json=body).raise_for_status()
-        if k >= 10:
-            lat.append((time.perf_counter() - start) * 1000)
+    print(f"[2/4] small transactional batch (2 operations), {samples} samples")
+    lat = _batch_latencies(http, "acc", 64, samples)
     figure = Figure("small transactional batch, median", statistics.median(lat), "ms", None, "", "< 15 ms")
     figure.ok = figure.value < 15
     figure.extra = {"p90_ms": sorted(lat)[int(len(lat) * 0.9)]}
     return figure
 
 
+def large_shards(http: httpx.Client, samples: int, rows_per_shard: int, small: Figure) -> Figure:
+    print(f"[4/4] the same small batch on 4 shards of {rows_per_shard:,} rows")
+    lat = _batch_latencies(http, "large", 4 * rows_per_shard, samples)
+    figure = Figure(
+        f"small batch on {rows_per_shard:,}-row shards, median",
+        statistics.median(lat),
+        "ms",
+        small.value,
+        "on 16-row shards",
+        "reported",
+    )
+    figure.extra = {"p90_ms": sorted(lat)[int(len(lat) * 0.9)]}
+    return figure
+
+
+def _batch_latencies(http: httpx.Client, table: str, rows: int, samples: int) -> list[float]:
+    """Milliseconds per 2-operation transfer batch between random accounts of a new ``rows``-row table."""
+    schema = {"columns": {"id": "int", "balance": "int"}}
+    http.post("/tables", json={"name": table, "schema": schema, "primary_key": "id", "shards": 4}).raise_for_status()
+    for start in range(0, rows, 50_000):
+        chunk = [{"id": i, "balance": 1000} for i in range(start, min(rows, start + 50_000))]
+        http.post(
+            f"/tables/{table}/rows/batch",
+            content=orjson.dumps({"rows": chunk}),
+            headers={"content-type": "application/json"},
+        ).raise_for_status()
+    lat = []
+    for k in range(samples + 10):
+        a, b = random.sample(range(rows), 2)
+        body = {"operations": _moves(table, a, b, 1)}
+        start = time.perf_counter()
+        http.post("/batch/operations", json=body).raise_for_status()
+        if k >= 10:
+            lat.append((time.perf_counter() - start) * 1000)
+    return lat
+
+
 def transfers(url: str, seconds: float) -> list[Figure]:
-    print(f"[3/3] transfer workload, {seconds:.0f} s each with 1 and 8 clients")
+    print(f"[3/4] transfer workload, {seconds:.0f} s each with 1 and 8 clients")
     with httpx.Client(base_url=url, timeout=120) as http:
         for name, cols in (
             ("accounts", {"id": "int", "balance": "int"}),
