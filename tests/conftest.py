@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +40,25 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[engine.Database]:
 def name() -> str:
     """A fresh table name per test, so tests sharing the session database never collide."""
     return f"t{next(_names)}_{os.getpid()}"
+
+
+# Runs `python -m benchmarks` with the results directory moved to the given one.
+_BENCHMARK = (
+    "import sys; from pathlib import Path; import benchmarks.common as common; "
+    "common.RESULTS = Path(sys.argv[1]); from benchmarks.__main__ import main; sys.exit(main(sys.argv[2:]))"
+)
+
+
+@pytest.fixture
+def run_benchmark() -> Callable[..., str]:
+    """``run_benchmark(results_dir, suite, *args)``: a benchmark suite in a subprocess (the harness shuts Ray down
+    when it finishes, which would stop the session's shared Ray here); returns its standard output."""
+
+    def run(results: Path, suite: str, *args: str) -> str:
+        cmd = [sys.executable, "-c", _BENCHMARK, str(results), suite, *args]
+        root = Path(__file__).resolve().parent.parent
+        done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+        return done.stdout
+
+    return run

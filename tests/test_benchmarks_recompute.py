@@ -7,27 +7,12 @@ session's shared Ray if it ran in this process.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 
 from benchmarks.recompute import COLUMNS, SUITE, make_chunk
-
-ROOT = Path(__file__).resolve().parent.parent
-# Runs `python -m benchmarks` with the results directory moved into the test's tmp dir.
-DRIVER = (
-    "import sys; from pathlib import Path; import benchmarks.common as common; "
-    "common.RESULTS = Path(sys.argv[1]); from benchmarks.__main__ import main; sys.exit(main(sys.argv[2:]))"
-)
-
-
-def bench(results: Path, *args: str) -> str:
-    cmd = [sys.executable, "-c", DRIVER, str(results), "recompute", *args]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-    return done.stdout
 
 
 def test_chunks_are_deterministic_with_the_benchmark_columns() -> None:
@@ -47,10 +32,14 @@ def test_cases_read_the_columns_they_use() -> None:
     assert inputs["window"] == ["id", "price", "category"]
 
 
-def test_tiny_suite_writes_report_and_chart_then_reuses_the_data(tmp_path: Path) -> None:
+def test_tiny_suite_writes_report_and_chart_then_reuses_the_data(
+    tmp_path: Path, run_benchmark: Callable[..., str]
+) -> None:
     results, data = tmp_path / "results", tmp_path / "data"
     base = ["--rows", "2000", "--shards", "2", "--repeat", "1", "--data-dir", str(data)]
-    out = bench(results, *base, "--suite", "--insert-rows", "1500", "--chunk-rows", "700", "--keep")
+    out = run_benchmark(
+        results, "recompute", *base, "--suite", "--insert-rows", "1500", "--chunk-rows", "700", "--keep"
+    )
     assert "generating 2,000 rows" in out
 
     report = json.loads((results / "recompute-suite.json").read_text())
@@ -82,7 +71,7 @@ def test_tiny_suite_writes_report_and_chart_then_reuses_the_data(tmp_path: Path)
     assert figures["arithmetic"]["target"] == ">= 0.33x" and isinstance(figures["arithmetic"]["ok"], bool)
     assert (results / "recompute-suite.png").read_bytes().startswith(b"\x89PNG")
 
-    out = bench(results, *base)  # the default single case, on the kept table
+    out = run_benchmark(results, "recompute", *base)  # the default single case, on the kept table
     assert "reusing 2,000 rows" in out
     single = json.loads((results / "recompute.json").read_text())
     assert [f["name"] for f in single["figures"]] == ["arithmetic: recompute total"]

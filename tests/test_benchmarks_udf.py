@@ -7,18 +7,11 @@ would stop the session's shared Ray if it ran in this process.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.udf import DEFINITIONS, make_chunk
 
-ROOT = Path(__file__).resolve().parent.parent
-# Runs `python -m benchmarks` with the results directory moved into the test's tmp dir.
-DRIVER = (
-    "import sys; from pathlib import Path; import benchmarks.common as common; "
-    "common.RESULTS = Path(sys.argv[1]); from benchmarks.__main__ import main; sys.exit(main(sys.argv[2:]))"
-)
 FIGURES = {
     "Python UDF: recompute (row by row)": "rows/s",
     "Python UDF: sandbox runner alone": "rows/s",
@@ -33,13 +26,6 @@ FIGURES = {
     "execute inlined Python UDF: median": "ms",
 }
 NO_BASELINE = {"JS UDF: recompute (row by row)", "JS UDF: sandbox runner alone"}
-
-
-def bench(results: Path, *args: str) -> str:
-    cmd = [sys.executable, "-c", DRIVER, str(results), "udf", *args]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-    return done.stdout
 
 
 def test_chunks_are_deterministic() -> None:
@@ -57,10 +43,10 @@ def test_udf_names_are_their_functions_names() -> None:
             assert f"function {d.name}(" in d.code or f"def {d.name}(" in d.code
 
 
-def test_tiny_run_reports_every_figure(tmp_path: Path) -> None:
+def test_tiny_run_reports_every_figure(tmp_path: Path, run_benchmark: Callable[..., str]) -> None:
     results, data, out = tmp_path / "results", tmp_path / "data", tmp_path / "out.json"
     args = ["--rows", "20000", "--repeat", "1", "--calls", "5", "--data-dir", str(data), "--json", str(out)]
-    stdout = bench(results, *args)
+    stdout = run_benchmark(results, "udf", *args)
     assert "generating 20,000 rows" in stdout
 
     report = json.loads((results / "udf.json").read_text())
