@@ -316,22 +316,55 @@ def prepare(
     """The engine table and its Lance copy (``store/input.lance``): reused when ``store`` is complete."""
     import lance
 
+    def copy(start: int, chunk: pa.Table) -> None:
+        # written in id order: the baselines rely on the dataset's row order being the id order
+        lance.write_dataset(chunk, str(store / "input.lance"), mode="create" if start == 0 else "append")
+
+    return generate(
+        db,
+        store,
+        args,
+        reused,
+        progress,
+        name=TABLE,
+        columns=COLUMNS,
+        make=make_chunk,
+        each=copy,
+        also="and a Lance copy, ",
+    )
+
+
+def generate(
+    db: engine.Database,
+    store: Path,
+    args: argparse.Namespace,
+    reused: bool,
+    progress: Progress,
+    *,
+    name: str,
+    columns: dict[str, Any],
+    make: Callable[[int, int, int], pa.Table],
+    each: Callable[[int, pa.Table], None] | None = None,
+    also: str = "",
+) -> tuple[engine.Table, dict[str, Any]]:
+    """Table ``name`` with ``args.rows`` rows from ``make(start, rows, seed)``, reused when ``store`` holds a
+    complete one (``READY`` is written last); ``each(start, chunk)`` also sees every chunk."""
     if reused:
         progress.say(f"reusing {args.rows:,} rows in {store}")
-        return db.table(TABLE), json.loads((store / READY).read_text())
-    table = db.create_table(TABLE, COLUMNS, primary_key="id", shards=args.shards)
+        return db.table(name), json.loads((store / READY).read_text())
+    created = db.create_table(name, columns, primary_key="id", shards=args.shards)
     began = time.perf_counter()
-    with progress.step(f"generating {args.rows:,} rows into {args.shards} shards and a Lance copy, in {store}"):
+    with progress.step(f"generating {args.rows:,} rows into {args.shards} shards {also}in {store}"):
         for start in range(0, args.rows, args.chunk_rows):
-            chunk = make_chunk(start, min(args.chunk_rows, args.rows - start), args.seed)
-            table.insert(chunk)
-            # written in id order: the baselines rely on the dataset's row order being the id order
-            lance.write_dataset(chunk, str(store / "input.lance"), mode="create" if start == 0 else "append")
+            chunk = make(start, min(args.chunk_rows, args.rows - start), args.seed)
+            created.insert(chunk)
+            if each is not None:
+                each(start, chunk)
             done = start + chunk.num_rows
             progress.say(f"    {done:,}/{args.rows:,} rows ({done / args.rows:.0%})")
     info = {"rows": args.rows, "shards": args.shards, "seed": args.seed, "generate_s": time.perf_counter() - began}
     (store / READY).write_text(json.dumps(info))
-    return table, info
+    return created, info
 
 
 # -- measuring -----------------------------------------------------------------------------------------------

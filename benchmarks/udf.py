@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 import os
 import shutil
@@ -51,7 +50,7 @@ import pyarrow as pa
 
 from benchmarks import common
 from benchmarks.common import Figure, report
-from benchmarks.recompute import Measured, PeakRss, Progress, host_pids
+from benchmarks.recompute import READY, Measured, PeakRss, Progress, generate, host_pids
 
 if TYPE_CHECKING:
     import engine
@@ -59,7 +58,6 @@ if TYPE_CHECKING:
 
 COLUMNS = {"id": "int", "price": "float", "qty": "int"}
 TABLE = "bench_udf"
-READY = "ready.json"  # written last: a data dir without it holds a half-generated table
 CHECK_ROWS = 1000  # rows of each recomputed column compared with what it should hold
 RATE = 0.2
 MIN_ROWS_PER_S = 1_000_000
@@ -228,17 +226,7 @@ def make_chunk(start: int, rows: int, seed: int) -> pa.Table:
 def prepare(
     db: engine.Database, store: Path, args: argparse.Namespace, reused: bool, progress: Progress
 ) -> tuple[engine.Table, dict[str, Any]]:
-    if reused:
-        progress.say(f"reusing {args.rows:,} rows in {store}")
-        return db.table(TABLE), json.loads((store / READY).read_text())
-    table = db.create_table(TABLE, COLUMNS, primary_key="id", shards=args.shards)
-    began = time.perf_counter()
-    with progress.step(f"generating {args.rows:,} rows into {args.shards} shards, in {store}"):
-        for start in range(0, args.rows, args.chunk_rows):
-            table.insert(make_chunk(start, min(args.chunk_rows, args.rows - start), args.seed))
-    info = {"rows": args.rows, "shards": args.shards, "seed": args.seed, "generate_s": time.perf_counter() - began}
-    (store / READY).write_text(json.dumps(info))
-    return table, info
+    return generate(db, store, args, reused, progress, name=TABLE, columns=COLUMNS, make=make_chunk)
 
 
 def clean(table: engine.Table) -> None:

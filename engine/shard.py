@@ -272,13 +272,13 @@ class Shard:
     def _read(self, version: int) -> tuple[pa.Table, _Log]:
         """``version``'s rows in schema order, with their addresses: its Lance base, then the deltas since."""
         base, deltas = (version, []) if self.history is None else self.history(version)
-        table, gone, next_virtual = self._lance_rows(base), [_NONE], 0
-        for delta in deltas:
-            removed, rows = shardlog.decode(delta)
-            table = shardlog.apply(table, ROW_ADDRESS, removed, _working(rows, self.spec.schema, rows[ROW_ADDRESS]))
-            gone.append(removed[~shardlog.is_virtual(removed)])
-            next_virtual += rows.num_rows
-        return _tidy(table), _Log(base, len(deltas), np.concatenate(gone), next_virtual)
+        decoded = [
+            (removed, _working(rows, self.spec.schema, rows[ROW_ADDRESS]))
+            for removed, rows in map(shardlog.decode, deltas)
+        ]
+        table = shardlog.replay(self._lance_rows(base), ROW_ADDRESS, decoded)
+        gone = np.concatenate([_NONE, *(removed[~shardlog.is_virtual(removed)] for removed, _ in decoded)])
+        return _tidy(table), _Log(base, len(deltas), gone, sum(rows.num_rows for _, rows in decoded))
 
     def _lance_rows(self, version: int) -> pa.Table:
         table = storage.read(self.uri, version, addresses=True)

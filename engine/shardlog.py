@@ -49,12 +49,15 @@ def decode(delta: Delta) -> tuple[np.ndarray, pa.Table]:
     return gone, pa.ipc.open_stream(delta.rows).read_all()
 
 
-def apply(table: pa.Table, address: str, gone: np.ndarray, rows: pa.Table) -> pa.Table:
-    """``table`` after a delta: without the rows at ``gone``, then ``rows`` (already in ``table``'s schema)."""
+def replay(table: pa.Table, address: str, deltas: list[tuple[np.ndarray, pa.Table]]) -> pa.Table:
+    """``table`` after ``deltas`` (decoded, their rows in ``table``'s schema), in order: every delta's rows
+    appended, then one filter for every removed address (no address is handed out twice between folds, so a
+    row a later delta removed is found wherever it came from)."""
+    table = pa.concat_tables([table, *(rows for _, rows in deltas if rows.num_rows)])
+    gone = np.concatenate([np.empty(0, np.uint64), *(removed for removed, _ in deltas)])
     if len(gone):
-        hit = pc.is_in(table[address], value_set=pa.array(gone, ADDRESSES))
-        table = table.filter(pc.invert(hit))
-    return pa.concat_tables([table, rows]) if rows.num_rows else table
+        table = table.filter(pc.invert(pc.is_in(table[address], value_set=pa.array(gone, ADDRESSES))))
+    return table
 
 
 def lance_rows(addresses: pa.ChunkedArray | pa.Array) -> int:
