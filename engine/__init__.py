@@ -4,8 +4,10 @@
 >>> db = engine.connect()   # doctest: +SKIP
 """
 
-from engine.batch import BatchResult
-from engine.client import Database, QueryResult, Table, WriteResult, connect
+from engine.client.batch import BatchResult
+from engine.client.database import Database, connect
+from engine.client.results import QueryResult, WriteResult
+from engine.client.table import Table
 from engine.config import Settings
 from engine.errors import (
     ColumnNotFound,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
-from typing import Any, Literal, get_args, get_type_hints
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 AuthMode = Literal["open", "required"]
 
@@ -17,9 +17,13 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     auth: AuthMode = "open"
-    admin_key: str | None = None
+    admin_key: str | None = field(default=None, repr=False)  # a secret: kept out of logs and tracebacks
     num_cpus: int | None = None  # CPUs of a locally started Ray (None: all)
     hosts: int = 0  # shard-host actors; 0: one per CPU of the cluster
+    # Host names the service answers to besides loopback names and its own address (a DNS-rebinding guard:
+    # always on in open mode, on in required mode once names are given); ``*.example.com`` covers subdomains.
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API; none: CORS stays off
     max_body_bytes: int = 64 * 1024 * 1024
     max_rows_per_request: int = 100_000
     lease_seconds: float = 60.0  # a writer that holds a shard longer than this without finishing is aborted
@@ -45,6 +49,9 @@ class Settings:
             raw = env.get(f"TESSERA_{f.name.upper()}")
             if raw is None or raw == "":
                 continue
+            if get_origin(hints[f.name]) is tuple:
+                values[f.name] = cls.split_list(raw)
+                continue
             kinds = set(get_args(hints[f.name])) or {hints[f.name]}
             try:
                 values[f.name] = int(raw) if int in kinds else float(raw) if float in kinds else raw
@@ -55,6 +62,11 @@ class Settings:
         if settings.auth not in ("open", "required"):
             raise ValueError(f"auth must be 'open' or 'required', not {settings.auth!r}")
         return settings
+
+    @staticmethod
+    def split_list(raw: str) -> tuple[str, ...]:
+        """A comma-separated setting (``"a.example, b.example"``) as its non-empty items."""
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
 
     def udf_limits(self) -> dict[str, Any]:
         """The keyword arguments of the UDF runner."""

@@ -11,18 +11,32 @@ The service maps classes to HTTP statuses in exactly one place (``service/errors
     │   │   ├── InvalidOperator
     │   │   ├── InvalidValue
     │   │   ├── MalformedJson
-    │   │   └── ColumnNotFound
+    │   │   ├── ColumnNotFound
+    │   │   ├── InvalidExpression   an expression that does not compile (line, col)
+    │   │   ├── CellError           a computed cell failed with on_error "abort" (row, reason)
+    │   │   ├── InvalidComputedColumn
+    │   │   ├── InvalidUdf
+    │   │   ├── UdfCompileError     the user's code does not compile (line, col)
+    │   │   ├── UdfRuntimeError     the user's code raised
+    │   │   └── UdfLimitExceeded    the user's code overran a sandbox limit
     │   ├── SchemaMismatch         values do not fit the table's schema (422), one entry per field
     │   ├── IdempotencyKeyReused   an Idempotency-Key replayed with a different request (422)
     │   ├── NotFound               (404)
     │   │   ├── TableNotFound
-    │   │   └── RowNotFound
+    │   │   ├── RowNotFound
+    │   │   └── UdfNotFound
     │   ├── Conflict               (409)
     │   │   ├── TableExists
-    │   │   └── DuplicateKey
+    │   │   ├── DuplicateKey
+    │   │   ├── ColumnExists
+    │   │   ├── DependencyConflict   a column other computed columns read
+    │   │   ├── UdfExists
+    │   │   └── UdfInUse
     │   └── TooLarge               (413)
     └── EngineError                our side failed: the request may be retried
         ├── ShardUnavailable       a shard actor could not be reached (503)
+        │   └── SandboxUnavailable  no sandbox worker could be started
+        ├── CatalogBusy            the catalog stayed locked past its busy timeout (503)
         ├── CommitConflict         a concurrent commit won the race (retried inside the engine)
         └── StorageError           the storage layer failed (500)
 """
@@ -180,9 +194,119 @@ class ShardUnavailable(EngineError):
     code = "shard_unavailable"
 
 
+class CatalogBusy(EngineError):
+    """SQLite kept the catalog locked past its busy timeout (``sqlite3.OperationalError: database is locked``):
+    other writers hold it, nothing was changed, and the same request is likely to pass in a moment (503)."""
+
+    code = "busy"
+
+    def __init__(self, message: str = "The catalog is busy; retry shortly", retry_after: float = 1) -> None:
+        super().__init__(message, retry_after=retry_after)
+
+
 class CommitConflict(EngineError):
     code = "commit_conflict"
 
 
 class StorageError(EngineError):
     code = "storage_error"
+
+
+# -- expressions ------------------------------------------------------------------------------------------------------
+class InvalidExpression(InvalidRequest):
+    """An expression that cannot be compiled; ``line`` and ``col`` are 1-based."""
+
+    code = "invalid_expression"
+
+    def __init__(self, message: str, *, expression: str, line: int, col: int, field: str = "expr") -> None:
+        super().__init__(
+            f"{field}: {message} (line {line}, col {col})", expression=expression, line=line, col=col, field=field
+        )
+        self.expression, self.line, self.col, self.field = expression, line, col, field
+
+
+class CellError(InvalidValue):
+    """A cell whose value cannot be computed, with ``on_error="abort"``; ``row`` is 0-based in the evaluated table."""
+
+    code = "cell_error"
+
+    def __init__(self, row: int, reason: str) -> None:
+        super().__init__(f"row {row}: {reason}", row=row, reason=reason)
+        self.row, self.reason = row, reason
+
+
+# -- computed columns -------------------------------------------------------------------------------------------------
+class InvalidComputedColumn(InvalidRequest):
+    code = "invalid_computed_column"
+
+
+class DependencyConflict(Conflict):
+    """Dropping a column that other computed columns read."""
+
+    code = "computed_column_in_use"
+
+
+class ColumnExists(Conflict):
+    code = "column_exists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"column '{name}' already exists", column=name)
+
+
+# -- user-defined functions -------------------------------------------------------------------------------------------
+class UdfNotFound(NotFound):
+    code = "udf_not_found"
+
+    def __init__(self, table: str, name: str) -> None:
+        super().__init__(f"UDF '{name}' not found in table '{table}'", table=table, udf=name)
+
+
+class UdfExists(Conflict):
+    code = "udf_exists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"UDF '{name}' already exists", udf=name)
+
+
+class UdfInUse(Conflict):
+    code = "udf_in_use"
+
+
+class InvalidUdf(InvalidRequest):
+    """A definition that cannot be registered (bad name, language, parameter or type)."""
+
+    code = "invalid_udf"
+
+
+class UdfCompileError(InvalidRequest):
+    """The code does not compile or breaks a sandbox rule; ``line`` and ``col`` are 1-based, in ``code``."""
+
+    code = "udf_compile_error"
+
+    def __init__(self, message: str, *, line: int, col: int, language: str = "") -> None:
+        where = f" (line {line}, col {col})"
+        super().__init__(f"code: {message}{where}", field="code", line=line, col=col, language=language)
+        self.line, self.col = line, col
+
+
+class UdfRuntimeError(InvalidRequest):
+    """The function raised (or returned a value of the wrong type) for the arguments of an execute call."""
+
+    code = "udf_error"
+
+
+class UdfLimitExceeded(InvalidRequest):
+    """A call overran a sandbox limit (``limit``: ``cpu_time``, ``memory`` or ``wall_clock``); its worker was
+    killed and replaced. Fails the whole computation, whatever ``on_error`` says: the rows are not to blame alone."""
+
+    code = "udf_limit_exceeded"
+
+    def __init__(self, udf: str, limit: str, detail: str) -> None:
+        super().__init__(f"UDF '{udf}' stopped: {detail}", udf=udf, limit=limit)
+        self.limit = limit
+
+
+class SandboxUnavailable(ShardUnavailable):
+    """No sandbox worker could be started (503, like a shard that cannot be reached)."""
+
+    code = "sandbox_unavailable"

@@ -2,7 +2,7 @@
 
 A UDF whose body is a single expression built from arithmetic, comparisons and conditionals need not run row by row in
 a sandbox worker: ``python_inline`` / ``javascript_inline`` give the expression as engine text (Python syntax, see
-``engine.expressions``) over the parameter names, or None when the code is not of that shape. Neither runs the code;
+``engine.expr.compiler``) over the parameter names, or None when the code is not of that shape. Neither runs the code;
 neither raises, whatever the input: text longer than ``MAX_LENGTH`` characters, or nested more than ``MAX_DEPTH``
 levels deep (the engine's own limit), is None, and no recursion goes deeper than that.
 
@@ -48,7 +48,7 @@ import re
 from collections.abc import Callable, Sequence
 
 MAX_LENGTH = 20_000
-MAX_DEPTH = 64  # expression nodes on a path from the root, as engine.expressions counts them
+MAX_DEPTH = 64  # expression nodes on a path from the root, as engine.expr.compiler counts them
 
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 

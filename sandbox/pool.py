@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from engine.udfs import UdfLimitExceeded
+from engine.errors import UdfLimitExceeded
 from sandbox import wire
 from sandbox.worker import EXIT_MEMORY
 

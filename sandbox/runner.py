@@ -16,9 +16,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.expressions import StepResult
-from engine.types import TIMESTAMP, arrow_type
-from engine.udfs import SandboxUnavailable, Udf, UdfCompileError
+from engine.errors import SandboxUnavailable, UdfCompileError
+from engine.expr.core import StepResult
+from engine.model.types import TIMESTAMP, arrow_type
+from engine.model.udfs import Udf
 from sandbox.pool import Limits, Pool, WorkerDied
 
 

@@ -1,7 +1,7 @@
 """Translate the code of a SQL UDF, one scalar SQL expression over its parameters, to the engine's expression language.
 
 ``to_expression("price * (1 - discount_rate)", ["price", "discount_rate"])`` gives
-``"(price * (1 - discount_rate))"``, which ``engine.expressions.compile_expression`` compiles to vectorised Arrow
+``"(price * (1 - discount_rate))"``, which ``engine.expr.compiler.compile_expression`` compiles to vectorised Arrow
 kernels. SQL is never executed: the code is read with sqlglot's tokenizer and parser (DuckDB dialect), and the tree is
 accepted only if every node is on an allow-list, one small function per node kind (``_HANDLERS``). Anything else is a
 ``UdfCompileError`` naming the problem, at the 1-based line and column of the offending token where sqlglot gives one
@@ -78,9 +78,9 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError
 from sqlglot.tokens import Token, TokenType
 
-from engine.expressions import MAX_DEPTH as ENGINE_MAX_DEPTH
-from engine.expressions import MAX_LENGTH as ENGINE_MAX_LENGTH
-from engine.udfs import UdfCompileError
+from engine.errors import UdfCompileError
+from engine.expr.core import MAX_DEPTH as ENGINE_MAX_DEPTH
+from engine.expr.core import MAX_LENGTH as ENGINE_MAX_LENGTH
 
 MAX_CODE = 4000
 MAX_DEPTH = 32

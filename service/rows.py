@@ -1,6 +1,7 @@
 """Row endpoints: insert one or many, read (paged list, query, one row, count), update, delete.
 
-Statuses: ``POST /tables/{t}/rows`` and ``POST /tables/{t}/rows/batch`` answer 201 Created; the others 200.
+Statuses: every success is 200, ``POST /tables/{t}/rows`` and ``POST /tables/{t}/rows/batch`` included (creating
+POSTs answer 200, as the original Pixeltable server does).
 ``GET /tables/{t}/rows/{row_id}`` (not in the contract) answers ``{"data": row}``, like the other single-row
 endpoints. ``GET /rows/count`` is routed before ``GET /rows/{row_id}``, so a row whose key is the text ``count`` is
 read with a ``where`` filter instead (``POST /tables/{t}/query``). A key containing ``/`` cannot be addressed in a
@@ -19,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from engine import ColumnNotFound, QueryResult, SchemaMismatch, Table, TooLarge
-from engine.coerce import table_to_rows
 from engine.errors import FieldError, InvalidRequest
+from engine.model.coerce import table_to_rows
 from service.context import settings, table_of
 from service.errors import InvalidParameter
 from service.json import JSONResponse, parse_body, parse_optional_body
@@ -172,7 +173,7 @@ async def _on_table(request: Request, work: Callable[[Table], R]) -> R:
 
 async def insert_row(request: Request) -> Response:
     body = await parse_body(request, InsertRow)
-    return JSONResponse(await _on_table(request, partial(_insert_row, data=body.data)), status_code=201)
+    return JSONResponse(await _on_table(request, partial(_insert_row, data=body.data)))
 
 
 async def insert_batch(request: Request) -> Response:
@@ -180,7 +181,7 @@ async def insert_batch(request: Request) -> Response:
     limit = settings(request).max_rows_per_request
     if len(body.rows) > limit:
         raise TooLarge(f"{len(body.rows)} rows in one request; the limit is {limit}", limit=limit)
-    return JSONResponse(await _on_table(request, partial(_insert_batch, rows=body.rows)), status_code=201)
+    return JSONResponse(await _on_table(request, partial(_insert_batch, rows=body.rows)))
 
 
 async def list_rows(request: Request) -> Response:

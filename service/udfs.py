@@ -1,6 +1,6 @@
 """UDF endpoints: register, list, describe, replace, drop and execute the user-defined functions of a table.
 
-``POST /tables/{t}/udfs`` answers 201 Created with the UDF's info; ``PUT /tables/{t}/udfs/{name}`` replaces a UDF's
+``POST /tables/{t}/udfs`` answers 200 with the UDF's info (creating POSTs answer 200); ``PUT /tables/{t}/udfs/{name}`` replaces a UDF's
 code (and, while no computed column calls it, its parameters and return type) and marks the stored columns that
 call it ``stale``; the others answer 200. ``GET /tables/{t}/udfs`` is a JSON array, like ``GET /tables``. An execute
 body is the arguments by name: a missing, unknown or mistyped argument is 422 naming each; a UDF that raises (or
@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from engine import Table
-from engine.udfs import InvalidUdf
+from engine.errors import InvalidUdf
 from service.context import table_of
 from service.json import JSONResponse, loads, parse_body
 from service.models import Message, RegisterUdf, ReplaceUdf, UDFInfo, UdfResult
@@ -61,7 +61,7 @@ async def _on_table(request: Request, work: Callable[[Table], R]) -> R:
 
 async def register_udf(request: Request) -> Response:
     body = await parse_body(request, RegisterUdf)
-    return JSONResponse(await _on_table(request, partial(_register, body=body)), status_code=201)
+    return JSONResponse(await _on_table(request, partial(_register, body=body)))
 
 
 async def replace_udf(request: Request) -> Response:

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.faults import STEPS
+from engine.physical.faults import STEPS
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +117,7 @@ def test_acknowledged_rows_survive_kill_9(data_dir: Path) -> None:
 @pytest.mark.parametrize("rows", [200, 2000], ids=["logged", "lance"])
 @pytest.mark.parametrize("step", STEPS)
 def test_write_cut_at_each_step_is_all_or_nothing(data_dir: Path, step: str, rows: int) -> None:
-    """``rows``: a write small enough for the shard log, or large enough to go to Lance (see engine.shardlog)."""
+    """``rows``: a write small enough for the shard log, or large enough to go to Lance (see engine.physical.shardlog)."""
     server = Server(data_dir)
     try:
         server.http.post(

@@ -17,7 +17,6 @@ import pytest
 import ray
 
 import engine
-from engine import shardlog, storage
 from engine.errors import (
     ColumnNotFound,
     DuplicateKey,
@@ -28,8 +27,10 @@ from engine.errors import (
     TableNotFound,
     TooLarge,
 )
-from engine.plan import Insert
-from engine.transaction import resolve
+from engine.logical.plan import Insert
+from engine.physical import shardlog
+from engine.physical.coordinator import resolve
+from engine.storage import lance as storage
 
 COLUMNS = {"id": "int", "name": "string", "score": "float"}
 
@@ -340,7 +341,7 @@ class TestFaults:
             t = other.create_table("t", COLUMNS, primary_key="id", shards=1)
             t.insert({"id": 1})
             record, states, specs = other._resolve("t")
-            from engine.coerce import rows_to_table
+            from engine.model.coerce import rows_to_table
 
             orphan = rows_to_table([{"id": 2}], record.schema)
             host = other.coordinator.host(specs[0].table_id, 0)

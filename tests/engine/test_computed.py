@@ -1,4 +1,4 @@
-"""Aggregates and windows (engine.computed) against brute-force Python references."""
+"""Aggregates and windows (engine.model.columns) against brute-force Python references."""
 
 from __future__ import annotations
 
@@ -10,18 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.computed import (
-    Call,
-    Frame,
-    InvalidComputedColumn,
-    WindowSpec,
-    attach_groups,
-    merge_partials,
-    parse_call,
-    partial_aggregate,
-    window_spec,
-    window_values,
-)
+from engine.errors import InvalidComputedColumn
+from engine.expr.aggregates import attach_groups, merge_partials, partial_aggregate, window_values
+from engine.model.columns import Call, Frame, WindowSpec, parse_call, window_spec
 
 ROWS = st.lists(st.tuples(st.integers(0, 2), st.one_of(st.none(), st.integers(-5, 5)), st.integers(0, 4)), max_size=25)
 BOUND = st.one_of(st.none(), st.integers(0, 3))

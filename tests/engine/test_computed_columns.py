@@ -11,9 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine.computed import ColumnExists, DependencyConflict, InvalidComputedColumn
-from engine.errors import ColumnNotFound, InvalidRequest
-from engine.expressions import CellError
+from engine.errors import (
+    CellError,
+    ColumnExists,
+    ColumnNotFound,
+    DependencyConflict,
+    InvalidComputedColumn,
+    InvalidRequest,
+)
 
 COLUMNS = {"id": "int", "price": "float", "quantity": "int", "cat": "string"}
 

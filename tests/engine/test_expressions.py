@@ -15,15 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.errors import ColumnNotFound, InvalidRequest
-from engine.expressions import (
-    FUNCTIONS,
-    MAX_LENGTH,
-    Compiled,
-    InvalidExpression,
-    compile_expression,
-)
-from engine.schema import build_schema
+from engine.errors import ColumnNotFound, InvalidExpression, InvalidRequest
+from engine.expr.compiler import FUNCTIONS, compile_expression
+from engine.expr.core import MAX_LENGTH, Compiled
+from engine.model.schema import build_schema
 
 SCHEMA = build_schema(
     "t",
@@ -312,7 +307,7 @@ def test_error_names_the_field_and_survives_pickling() -> None:
 
 
 def test_registered_functions_are_callable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Functions added to the registry, as engine.functions adds the built-ins, are callable (and replace one)."""
+    """Functions added to the registry, as engine.expr.functions adds the built-ins, are callable (and replace one)."""
 
     def absolute(x: Compiled) -> Compiled:
         if x.type not in ("int", "float"):

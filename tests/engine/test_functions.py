@@ -18,22 +18,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.coerce import INT_MAX, INT_MIN
-from engine.errors import InvalidValue
-from engine.evaluation import Evaluated, evaluate
-from engine.expressions import (
-    FUNCTIONS,
-    ArgumentError,
-    CellError,
-    Compiled,
-    InvalidExpression,
-    OnError,
-    StepCall,
-    StepResult,
-    compile_expression,
-)
-from engine.schema import build_schema
-from engine.types import arrow_type
+from engine.errors import CellError, InvalidExpression, InvalidValue
+from engine.expr.compiler import FUNCTIONS, compile_expression
+from engine.expr.core import ArgumentError, Compiled, StepCall, StepResult
+from engine.expr.evaluate import Evaluated, evaluate
+from engine.model.coerce import INT_MAX, INT_MIN
+from engine.model.schema import build_schema
+from engine.model.types import OnError, arrow_type
 
 SCHEMA = build_schema(
     "t",
@@ -502,7 +493,7 @@ def test_finds_rare_failures_among_many_rows_and_chunks() -> None:
 
 def test_guards_find_many_failures_without_bisecting(monkeypatch: pytest.MonkeyPatch) -> None:
     """Division by zero in half of the rows costs two passes, not one per failing row."""
-    import engine.evaluation as evaluation
+    import engine.expr.evaluate as evaluation
 
     calls: list[int] = []
     real = evaluation._project

@@ -7,8 +7,8 @@ import pyarrow as pa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.hashing import hash_columns, shard_ids
-from engine.keyindex import KeyIndex, duplicated
+from engine.logical.hashing import hash_columns, shard_ids
+from engine.physical.keyindex import KeyIndex, duplicated
 
 
 def test_hash_is_stable_across_releases() -> None:

@@ -7,10 +7,10 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from engine.coerce import coerce_value, conform_table, rows_to_table, table_to_rows
 from engine.errors import ColumnNotFound, InvalidName, InvalidOperator, InvalidRequest, InvalidType, SchemaMismatch
-from engine.schema import ROW_ID, Column, build_schema
-from engine.where import compile_where, key_values, parse_where
+from engine.expr.where import compile_where, key_values, parse_where
+from engine.model.coerce import coerce_value, conform_table, rows_to_table, table_to_rows
+from engine.model.schema import ROW_ID, Column, build_schema
 
 SCHEMA = build_schema(
     "t",
@@ -67,7 +67,7 @@ class TestBuildSchema:
             build_schema("t", {"a": "int", "A": "int"}, None)
 
     def test_round_trips_through_dict(self) -> None:
-        from engine.schema import TableSchema
+        from engine.model.schema import TableSchema
 
         assert TableSchema.from_dict("t", SCHEMA.to_dict()) == SCHEMA
 

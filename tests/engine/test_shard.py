@@ -15,14 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import shard as shard_module
-from engine import shardlog, storage
-from engine.catalog import ShardChange, SqliteCatalog, TableRecord, VersionGone, read_history
-from engine.coerce import rows_to_table
 from engine.errors import CommitConflict, DuplicateKey, TableExists, TableNotFound
-from engine.plan import Compact, Delete, Insert, ReadPlan, ShardOp, ShardSpec, StageResult, Update, Upsert
-from engine.schema import build_schema
-from engine.shard import Shard
+from engine.logical.plan import Compact, Delete, Insert, ReadPlan, ShardOp, ShardSpec, StageResult, Update, Upsert
+from engine.model.coerce import rows_to_table
+from engine.model.schema import build_schema
+from engine.physical import shard as shard_module
+from engine.physical import shardlog
+from engine.physical.shard import Shard
+from engine.storage import lance as storage
+from engine.storage.catalog import ShardChange, SqliteCatalog, TableRecord, VersionGone, read_history
 
 SCHEMA = build_schema("t", {"id": "int", "v": "int", "s": "string"}, "id")
 _uris = itertools.count()
@@ -246,7 +247,7 @@ class TestCatalog:
         assert cat.snapshot("id-t") == []
 
 
-# -- the shard log (engine.shardlog) ----------------------------------------------------------------------
+# -- the shard log (engine.physical.shardlog) ----------------------------------------------------------------------
 class Logged:
     """A shard whose versions a real catalog publishes, as the coordinator would (``logged``: with the catalog's
     shard log; without, the shard writes every version to Lance and the catalog only names it)."""

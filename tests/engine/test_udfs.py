@@ -8,19 +8,19 @@ from typing import Any
 import pytest
 
 import engine
-from engine.expressions import CellError
-from engine.schema import build_schema
-from engine.udfs import (
+from engine.errors import (
+    CellError,
     InvalidUdf,
-    Udf,
     UdfCompileError,
     UdfExists,
     UdfInUse,
     UdfLimitExceeded,
     UdfNotFound,
     UdfRuntimeError,
-    define,
 )
+from engine.logical.udfs import define
+from engine.model.schema import build_schema
+from engine.model.udfs import Udf
 
 PARAMS = [{"name": "price", "type": "float"}, {"name": "discount_rate", "type": "float"}]
 SEED = {

@@ -19,9 +19,10 @@ import quickjs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.evaluation import evaluate
-from engine.expressions import InvalidExpression, compile_expression
-from engine.schema import build_schema
+from engine.errors import InvalidExpression
+from engine.expr.compiler import compile_expression
+from engine.expr.evaluate import evaluate
+from engine.model.schema import build_schema
 from sandbox.inline import MAX_LENGTH, javascript_inline, python_inline
 
 ABC = ["a", "b", "c"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.udfs import UdfLimitExceeded
+from engine.errors import UdfLimitExceeded
 from sandbox.pool import Limits, Pool, WorkerProcess
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.evaluation import evaluate
-from engine.expressions import compile_expression
-from engine.schema import build_schema
-from engine.udfs import UdfCompileError
+from engine.errors import UdfCompileError
+from engine.expr.compiler import compile_expression
+from engine.expr.evaluate import evaluate
+from engine.model.schema import build_schema
 from sandbox.sql import MAX_CODE, MAX_DEPTH, to_expression
 
 TYPES = {"a": "float", "b": "float", "i": "int", "j": "int", "s": "string", "flag": "bool"}

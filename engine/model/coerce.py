@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import ColumnNotFound, FieldError, InvalidRequest, SchemaMismatch
-from engine.schema import ROW_ID, Column, TableSchema
-from engine.types import TIMESTAMP, arrow_type
+from engine.model.schema import ROW_ID, Column, TableSchema
+from engine.model.types import TIMESTAMP, arrow_type
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 MAX_JSON_DEPTH = 64

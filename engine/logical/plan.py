@@ -8,7 +8,9 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.expressions import Compiled, OnError
+from engine.expr.core import Compiled
+from engine.model.delta import Delta
+from engine.model.types import OnError
 
 Direction = Literal["ascending", "descending"]
 
@@ -29,7 +31,7 @@ class ShardSpec:
     # expression columns in dependency order: stored ones are computed for every row a write adds or changes,
     # the others when read
     computed: tuple[ColumnKernel, ...] = ()
-    # the catalog that keeps the shard's log of small writes (``engine.shardlog``); "": every write goes to Lance
+    # the catalog that keeps the shard's log of small writes (``engine.physical.shardlog``); "": every write goes to Lance
     # and a version is a Lance version
     catalog: str = ""
 
@@ -103,15 +105,6 @@ class OpResult:
     rows_affected: int
     rows: pa.Table | None = None  # inserted rows as stored (with assigned row ids)
     errors: int = 0  # computed cells that failed (and were stored as null)
-
-
-@dataclass(frozen=True)
-class Delta:
-    """A small write as the shard log keeps it: the addresses of the rows it removed, and the rows it added
-    (with the provisional addresses they hold until folded into Lance). See ``engine.shardlog``."""
-
-    gone: bytes  # uint64 addresses, little-endian
-    rows: bytes  # an Arrow IPC stream
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The catalog: durable, transactional metadata.
 
 A table's committed state is the version of each of its shards, as named here (a Lance version plus the small
-writes logged since, see ``engine.shardlog`` and the ``shard_log`` table). A write becomes visible
+writes logged since, see ``engine.physical.shardlog`` and the ``shard_log`` table). A write becomes visible
 only when ``commit`` records its new shard versions; ``commit`` is a compare-and-swap over every shard it
 touches, in one SQLite transaction, so a multi-shard (and multi-table) write is published all at once or not
 at all. ``Catalog`` is the interface; ``SqliteCatalog`` is the embedded implementation (WAL, full sync).
@@ -21,10 +21,10 @@ from typing import Protocol
 
 import orjson
 
-from engine.computed import Stats
 from engine.errors import CommitConflict, Conflict, EngineError, TableExists, TableNotFound
-from engine.plan import Delta
-from engine.schema import TableSchema
+from engine.model.columns import Stats
+from engine.model.delta import Delta
+from engine.model.schema import TableSchema
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ CREATE TABLE IF NOT EXISTS udf_usage (
     calls INTEGER NOT NULL,
     PRIMARY KEY (table_id, name)
 );
--- The shard log (engine.shardlog): a row per committed shard version, naming the Lance version it is built on;
+-- The shard log (engine.physical.shardlog): a row per committed shard version, naming the Lance version it is built on;
 -- a small write's rows also hold its delta. Pruned by ``prune_log``.
 CREATE TABLE IF NOT EXISTS shard_log (
     table_id TEXT NOT NULL REFERENCES tables(id) ON DELETE CASCADE,

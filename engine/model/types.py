@@ -9,6 +9,8 @@ from typing import Literal, get_args
 
 import pyarrow as pa
 
+OnError = Literal["null", "abort"]  # what a computed cell that fails becomes: null, or the whole computation fails
+
 ColumnType = Literal[
     "int", "float", "string", "bool", "json", "timestamp", "date", "image", "video", "audio", "document"
 ]

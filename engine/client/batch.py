@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 import pyarrow as pa
 
-from engine.catalog import IdempotencyRace, IdempotencyRecord
 from engine.errors import IdempotencyKeyReused, InvalidRequest, TesseraError, TooLarge
-from engine.plan import Delete, Insert, ShardOp, StageResult, Update, Upsert
-from engine.transaction import ShardWork
-from engine.where import parse_where
+from engine.expr.where import parse_where
+from engine.logical.plan import Delete, Insert, ShardOp, StageResult, Update, Upsert
+from engine.physical.coordinator import ShardWork
+from engine.storage.catalog import IdempotencyRace, IdempotencyRecord
 
 if TYPE_CHECKING:
-    from engine.client import Database
+    from engine.client.database import Database
 
 OperationType = Literal["insert", "update", "delete", "upsert"]
 OPERATION_TYPES: tuple[str, ...] = ("insert", "update", "delete", "upsert")

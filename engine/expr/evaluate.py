@@ -17,7 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
 
-from engine.expressions import CellError, Compiled, OnError, Step, StepResult, arrow_of, first_reason
+from engine.errors import CellError
+from engine.expr.core import Compiled, Step, StepResult, arrow_of, first_reason
+from engine.model.types import OnError
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,8 @@ _Outcome = tuple[list[Any], Any]  # values per expression, and why cells failed 
 def evaluate(compiled: Compiled, table: pa.Table, on_error: OnError = "null") -> Evaluated:
     """``compiled`` over every row of ``table``, cast to its type's Arrow type; failing cells per ``on_error``.
 
-    >>> from engine.expressions import compile_expression
-    >>> from engine.schema import build_schema
+    >>> from engine.expr.compiler import compile_expression
+    >>> from engine.model.schema import build_schema
     >>> schema = build_schema("t", {"a": "int", "b": "int"}, None)
     >>> result = evaluate(compile_expression("a // b", schema), pa.table({"a": [7, 1, 2], "b": [2, 0, 1]}))
     >>> (result.values.to_pylist(), result.errors, result.first_error)

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
 from engine.errors import ColumnNotFound, InvalidName, InvalidRequest, InvalidType
-from engine.types import COLUMN_TYPES, KEY_TYPES, arrow_type
+from engine.model.columns import ComputedColumn
+from engine.model.names import check_name
+from engine.model.types import COLUMN_TYPES, KEY_TYPES, arrow_type
+from engine.model.udfs import Udf
 
-if TYPE_CHECKING:
-    from engine.computed import ComputedColumn
-    from engine.udfs import Udf
-
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-MAX_NAME = 63
 ROW_ID = "_row_id"  # the engine's row id, present only in tables without a primary key
-
-
-def check_name(name: Any, what: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > MAX_NAME:
-        raise InvalidName(
-            f"Invalid {what} name {name!r}: use a letter, then letters, digits or '_' (at most {MAX_NAME})",
-            field=what,
-            name=name if isinstance(name, str) else repr(name),
-        )
-    return name
 
 
 @dataclass(frozen=True)
@@ -44,9 +30,9 @@ class Column:
 class TableSchema:
     """Columns in declaration order; ``primary_key`` is empty when the engine assigns ``_row_id``.
 
-    ``columns`` are the columns clients write; ``computed`` the computed columns (``engine.computed``), in
+    ``columns`` are the columns clients write; ``computed`` the computed columns (``engine.model.columns``), in
     creation order, which is also their dependency order. Both can be read, filtered and sorted on. ``udfs``
-    are the table's user-defined functions (``engine.udfs``), in registration order.
+    are the table's user-defined functions (``engine.model.udfs``), in registration order.
     """
 
     table: str
@@ -129,9 +115,6 @@ class TableSchema:
 
     @classmethod
     def from_dict(cls, table: str, d: dict[str, Any]) -> TableSchema:
-        from engine.computed import ComputedColumn
-        from engine.udfs import Udf
-
         cols = tuple(Column(c["name"], c["type"], c["nullable"]) for c in d["columns"])
         computed = tuple(ComputedColumn.from_dict(c) for c in d.get("computed", []))
         udfs = tuple(Udf.from_dict(u) for u in d.get("udfs", []))

@@ -1,4 +1,4 @@
-"""User-defined functions: their definitions, the runner interface the sandbox implements, and how calls compile.
+"""Calling user-defined functions: the runner interface the sandbox implements, and how calls compile and run.
 
 A UDF belongs to a table and lives in its schema (``TableSchema.udfs``), so it travels with the schema to every
 shard and a change to it is a schema change (a write planned before it is refused with ``schema_changed``).
@@ -13,7 +13,7 @@ inlined: SQL is translated, never run.
 In an expression (a computed column of type ``udf`` or ``expression``), ``name(arg, ...)`` compiles to:
 
 - the inline expression with each parameter bound to its argument (converted to the parameter's type), or
-- a *step* (``engine.expressions``) whose kernel (``UdfKernel``) sends the argument columns to the runner in
+- a *step* (``engine.expr.core``) whose kernel (``UdfKernel``) sends the argument columns to the runner in
   batches; failing rows become failing cells (``on_error``), a limit that was hit fails the whole computation.
 
 ``deterministic`` UDFs are called once per distinct argument tuple within a computation.
@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import ast
 import functools
-import hashlib
 import importlib
 import math
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -38,156 +36,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.coerce import column_array
-from engine.errors import Conflict, FieldError, InvalidRequest, NotFound, SchemaMismatch, ShardUnavailable
-from engine.evaluation import evaluate
-from engine.expressions import (
-    FUNCTIONS,
-    ArgumentError,
-    Compiled,
-    Function,
-    StepCall,
-    StepResult,
-    compile_expression,
-    convert,
-)
-from engine.schema import Column, TableSchema, check_name
-from engine.types import is_textual
-
-Language = Literal["python", "sql", "javascript"]
-LANGUAGES: tuple[str, ...] = ("python", "sql", "javascript")
-TYPES: tuple[str, ...] = ("int", "float", "string", "bool", "json", "timestamp")
-MAX_CODE = 64 * 1024
-MAX_PARAMETERS = 32
-
-
-# -- errors --------------------------------------------------------------------------------------------------------
-class UdfNotFound(NotFound):
-    code = "udf_not_found"
-
-    def __init__(self, table: str, name: str) -> None:
-        super().__init__(f"UDF '{name}' not found in table '{table}'", table=table, udf=name)
-
-
-class UdfExists(Conflict):
-    code = "udf_exists"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"UDF '{name}' already exists", udf=name)
-
-
-class UdfInUse(Conflict):
-    code = "udf_in_use"
-
-
-class InvalidUdf(InvalidRequest):
-    """A definition that cannot be registered (bad name, language, parameter or type)."""
-
-    code = "invalid_udf"
-
-
-class UdfCompileError(InvalidRequest):
-    """The code does not compile or breaks a sandbox rule; ``line`` and ``col`` are 1-based, in ``code``."""
-
-    code = "udf_compile_error"
-
-    def __init__(self, message: str, *, line: int, col: int, language: str = "") -> None:
-        where = f" (line {line}, col {col})"
-        super().__init__(f"code: {message}{where}", field="code", line=line, col=col, language=language)
-        self.line, self.col = line, col
-
-
-class UdfRuntimeError(InvalidRequest):
-    """The function raised (or returned a value of the wrong type) for the arguments of an execute call."""
-
-    code = "udf_error"
-
-
-class UdfLimitExceeded(InvalidRequest):
-    """A call overran a sandbox limit (``limit``: ``cpu_time``, ``memory`` or ``wall_clock``); its worker was
-    killed and replaced. Fails the whole computation, whatever ``on_error`` says: the rows are not to blame alone."""
-
-    code = "udf_limit_exceeded"
-
-    def __init__(self, udf: str, limit: str, detail: str) -> None:
-        super().__init__(f"UDF '{udf}' stopped: {detail}", udf=udf, limit=limit)
-        self.limit = limit
-
-
-class SandboxUnavailable(ShardUnavailable):
-    """No sandbox worker could be started (503, like a shard that cannot be reached)."""
-
-    code = "sandbox_unavailable"
-
-
-# -- definitions ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Parameter:
-    name: str
-    type: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "type": self.type}
-
-
-@dataclass(frozen=True)
-class Udf:
-    """A registered UDF as stored in the table's schema. ``inline`` is the expression it compiles to, if any."""
-
-    id: str
-    name: str
-    language: str
-    code: str
-    parameters: tuple[Parameter, ...]
-    return_type: str
-    description: str | None
-    deterministic: bool
-    created_at: str
-    updated_at: str
-    inline: str | None = None
-
-    @functools.cached_property
-    def key(self) -> str:
-        """What a worker caches the compiled function under: changes with anything compiling depends on."""
-        parts = (
-            self.language,
-            self.name,
-            self.code,
-            self.return_type,
-            *(f"{p.name}:{p.type}" for p in self.parameters),
-        )
-        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "language": self.language,
-            "code": self.code,
-            "parameters": [p.to_dict() for p in self.parameters],
-            "return_type": self.return_type,
-            "description": self.description,
-            "deterministic": self.deterministic,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "inline": self.inline,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Udf:
-        return cls(
-            d["id"],
-            d["name"],
-            d["language"],
-            d["code"],
-            tuple(Parameter(p["name"], p["type"]) for p in d["parameters"]),
-            d["return_type"],
-            d.get("description"),
-            d["deterministic"],
-            d["created_at"],
-            d["updated_at"],
-            d.get("inline"),
-        )
+from engine.errors import FieldError, SandboxUnavailable, SchemaMismatch, UdfRuntimeError
+from engine.expr.compiler import compile_expression
+from engine.expr.core import ArgumentError, Compiled, Function, StepCall, StepResult, convert
+from engine.expr.evaluate import evaluate
+from engine.model.coerce import column_array
+from engine.model.schema import Column, TableSchema
+from engine.model.types import is_textual
+from engine.model.udfs import Parameter, Udf
 
 
 # -- the runner ----------------------------------------------------------------------------------------------------
@@ -239,103 +95,7 @@ def runner() -> UdfRunner:
         return _INSTALLED.runner
 
 
-# -- registering -------------------------------------------------------------------------------------------------
-def define(
-    schema: TableSchema,
-    name: Any,
-    language: Any,
-    code: Any,
-    parameters: Any,
-    return_type: Any,
-    description: Any = None,
-    deterministic: Any = False,
-    *,
-    now: str,
-    previous: Udf | None = None,
-) -> Udf:
-    """Validate a definition (not its code: that is the runner's ``check``); raises InvalidUdf naming the field.
-
-    ``previous`` is the UDF being replaced: it keeps its id and creation time.
-    """
-    check_name(name, "name")
-    if previous is None:
-        if schema.udf(name) is not None:
-            raise UdfExists(name)
-        if name in FUNCTIONS:
-            raise InvalidUdf(f"name: '{name}' is a built-in function", field="name")
-        if schema.has(name):
-            raise InvalidUdf(f"name: '{name}' is a column of table '{schema.table}'", field="name")
-    if language not in LANGUAGES:
-        raise InvalidUdf(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}", field="language")
-    if not isinstance(code, str) or not code.strip():
-        raise InvalidUdf("code must be a non-empty string", field="code")
-    if len(code) > MAX_CODE:
-        raise InvalidUdf(f"code is longer than {MAX_CODE} characters", field="code")
-    if return_type not in TYPES:
-        raise InvalidUdf(f"return_type must be one of {', '.join(TYPES)}, not {return_type!r}", field="return_type")
-    if description is not None and not isinstance(description, str):
-        raise InvalidUdf("description must be a string", field="description")
-    if not isinstance(deterministic, bool):
-        raise InvalidUdf("deterministic must be true or false", field="deterministic")
-    return Udf(
-        previous.id if previous else uuid.uuid4().hex,
-        name,
-        language,
-        code,
-        _parameters(parameters),
-        return_type,
-        description,
-        deterministic,
-        previous.created_at if previous else now,
-        now,
-    )
-
-
-def _parameters(raw: Any) -> tuple[Parameter, ...]:
-    if raw is None:
-        raw = []
-    if not isinstance(raw, list):
-        raise InvalidUdf("parameters must be a list of {name, type}", field="parameters")
-    if len(raw) > MAX_PARAMETERS:
-        raise InvalidUdf(f"a UDF takes at most {MAX_PARAMETERS} parameters", field="parameters")
-    out: list[Parameter] = []
-    for i, p in enumerate(raw):
-        loc = f"parameters[{i}]"
-        if not isinstance(p, dict) or set(p) - {"name", "type", "description"} or "name" not in p:
-            raise InvalidUdf(f"{loc} must be {{name, type}}", field=loc)
-        check_name(p["name"], f"{loc}.name")
-        type_ = p.get("type")
-        if type_ not in TYPES:
-            raise InvalidUdf(f"{loc}.type must be one of {', '.join(TYPES)}, not {type_!r}", field=f"{loc}.type")
-        if any(q.name.lower() == p["name"].lower() for q in out):
-            raise InvalidUdf(f"{loc}: parameter '{p['name']}' is declared twice", field=loc)
-        out.append(Parameter(p["name"], type_))
-    return tuple(out)
-
-
-def checked(udf: Udf, runner: UdfRunner) -> Udf:
-    """``udf`` compiled by ``runner``, with its inline expression when one fits the declared types."""
-    candidate = runner.check(udf)
-    inline = None
-    if candidate is not None:
-        try:
-            inline = _fits(udf, candidate)
-        except (InvalidRequest, TypeError) as exc:
-            if udf.language == "sql":  # SQL has no other way to run
-                message = exc.message if isinstance(exc, InvalidRequest) else str(exc)
-                raise UdfCompileError(message.removeprefix("code: "), line=1, col=1, language="sql") from None
-    return replace(udf, inline=inline)
-
-
-def _fits(udf: Udf, text: str) -> str:
-    bindings = {p.name: Compiled(pc.field(p.name), p.type, frozenset({p.name})) for p in udf.parameters}
-    result = compile_expression(text, _NO_COLUMNS, field="code", bindings=bindings)
-    if result.type not in (udf.return_type, "null") and (result.type, udf.return_type) != ("int", "float"):
-        raise TypeError(f"the expression gives {result.type}, but return_type is {udf.return_type}")
-    return text
-
-
-_NO_COLUMNS = TableSchema("udf", ())
+NO_COLUMNS = TableSchema("udf", ())
 
 
 # -- calling from expressions ------------------------------------------------------------------------------------
@@ -352,7 +112,7 @@ def _call(udf: Udf, *args: Compiled) -> Compiled | StepCall:
     bound = tuple(_argument(i, a, p) for i, (a, p) in enumerate(zip(args, udf.parameters, strict=True)))
     if udf.inline is not None:
         names = {p.name: a for p, a in zip(udf.parameters, bound, strict=True)}
-        result = compile_expression(udf.inline, _NO_COLUMNS, field="code", bindings=names)
+        result = compile_expression(udf.inline, NO_COLUMNS, field="code", bindings=names)
         return convert(result, udf.return_type)
     if not bound:  # a step needs an argument to know how many rows there are
         bound = (Compiled(pc.scalar(0), "int", frozenset()),)

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.plan import Delta
+from engine.model.delta import Delta
 
 DELTA_ROWS = 256  # rows added plus rows removed: more, and the write goes to Lance
 DELTA_CHAIN = 64  # deltas a shard keeps before folding them into Lance

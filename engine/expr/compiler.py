@@ -15,7 +15,7 @@ Semantics follow Python where that is cheap, with Arrow's null propagation and K
 - ``x == None`` / ``x != None`` test for null; ``x in [...]`` treats a null ``x`` like Python's ``None``: it is in the
   list only if the list holds ``None``.
 
-Functions. Calls go through one registry, ``FUNCTIONS`` (the built-ins are in ``engine.functions``), and the extra
+Functions. Calls go through one registry, ``FUNCTIONS`` (the built-ins are in ``engine.expr.functions``), and the extra
 ``functions`` a caller passes to ``compile_expression`` (a table's UDFs), which are looked up first. A function takes
 the compiled arguments and returns a ``Compiled`` (built with ``apply`` or ``guarded``), or raises ``ArgumentError`` /
 ``TypeError``, which become an ``InvalidExpression`` at the argument or the call. Work an Arrow expression cannot do
@@ -35,7 +35,7 @@ expression, which reads each result as a hidden column (``__step0`` ...)::
 
     compiled = compile_expression("shout(name) + '!'", schema, functions={"shout": shout})
 
-Evaluation. ``evaluate(compiled, table, on_error)`` runs the steps, then the expression: one vectorised pass when no
+Evaluation. ``engine.expr.evaluate.evaluate(compiled, table, on_error)`` runs the steps, then the expression: one vectorised pass when no
 cell fails. A cell fails on division by zero, integer overflow, a bad conversion, invalid JSON text ...: it becomes
 null and is counted (``on_error="null"``), or raises ``CellError`` (``"abort"``). Failures that can be foreseen (a
 zero divisor, text that is not a number) are guarded: ``Compiled.guard`` computes the expression with those cells null
@@ -56,176 +56,39 @@ import functools
 import itertools
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.coerce import INT_MAX, INT_MIN, coerce_value
-from engine.errors import InvalidRequest, InvalidValue, SchemaMismatch
-from engine.schema import Column, TableSchema
-from engine.types import arrow_type, is_textual
-
-MAX_LENGTH = 10_000
-MAX_DEPTH = 64
-# Chained comparisons, ``//`` and the guards repeat their operands in the Arrow tree, which Arrow evaluates without
-# sharing; the cap keeps nested repetition from growing the evaluation cost exponentially.
-MAX_NODES = 10_000
-
-OnError = Literal["null", "abort"]
-
-
-class InvalidExpression(InvalidRequest):
-    """An expression that cannot be compiled; ``line`` and ``col`` are 1-based."""
-
-    code = "invalid_expression"
-
-    def __init__(self, message: str, *, expression: str, line: int, col: int, field: str = "expr") -> None:
-        super().__init__(
-            f"{field}: {message} (line {line}, col {col})", expression=expression, line=line, col=col, field=field
-        )
-        self.expression, self.line, self.col, self.field = expression, line, col, field
-
-
-class CellError(InvalidValue):
-    """A cell whose value cannot be computed, with ``on_error="abort"``; ``row`` is 0-based in the evaluated table."""
-
-    code = "cell_error"
-
-    def __init__(self, row: int, reason: str) -> None:
-        super().__init__(f"row {row}: {reason}", row=row, reason=reason)
-        self.row, self.reason = row, reason
-
-
-class ArgumentError(TypeError):
-    """Raised by a function for its argument ``index`` (1-based); the InvalidExpression points at that argument."""
-
-    def __init__(self, index: int, message: str) -> None:
-        super().__init__(f"argument {index} {message}")
-        self.index = index
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """A kernel's values and the cells that failed: ``errors`` holds a reason where a cell failed, null elsewhere."""
-
-    values: pa.Array
-    errors: pa.Array
-
-
-Kernel = Callable[[list[pa.Array]], "pa.Array | StepResult"]
-
-
-@dataclass(frozen=True, eq=False)
-class Guard:
-    """How cells fail: ``safe`` computes the expression with failing cells null instead of raising for the batch;
-    ``reason`` (a string expression) says why a cell fails, null where it does not. The sizes count their nodes."""
-
-    safe: pc.Expression
-    reason: pc.Expression
-    safe_size: int
-    reason_size: int
-
-
-@dataclass(frozen=True, eq=False)
-class Step:
-    """A pre-computation: ``column = kernel([values of args])``, and why cells failed in the ``errors`` column.
-
-    ``where`` is the call's (expression, line, col, field), for the error ``Compiled.expr`` raises.
-    """
-
-    column: str
-    function: str
-    kernel: Kernel
-    args: tuple[Compiled, ...]
-    type: str
-    where: tuple[str, int, int, str]
-
-    @property
-    def errors(self) -> str:
-        return f"{self.column}_error"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Step):
-            return NotImplemented
-        return self._key() == other._key()
-
-    def _key(self) -> tuple[Any, ...]:
-        return (self.column, self.function, self.type, self.args, self.kernel)
-
-    def __hash__(self) -> int:
-        return hash((self.column, self.function, self.type))
-
-
-@dataclass(frozen=True)
-class StepCall:
-    """What a function returns for work done by ``kernel`` over whole columns rather than by an Arrow expression."""
-
-    kernel: Kernel
-    type: str
-    args: tuple[Compiled, ...]
-
-
-@dataclass(frozen=True, eq=False)
-class Compiled:
-    """A compiled expression, its inferred column type and the columns it reads, its steps' included.
-
-    ``main`` is the Arrow expression over the table's columns and the steps' hidden columns; ``size`` counts the
-    nodes of its tree. ``steps`` run first, in order. ``guard`` is how cells fail, or None when only overflow can
-    fail them. ``MAX_NODES`` caps ``size`` and the guard's trees.
-    """
-
-    main: pc.Expression
-    type: str
-    columns: frozenset[str]
-    size: int = 1
-    steps: tuple[Step, ...] = ()
-    guard: Guard | None = None
-
-    @property
-    def expr(self) -> pc.Expression:
-        """The computation as one Arrow expression; raises InvalidExpression when it needs steps (use ``evaluate``)."""
-        if self.steps:
-            step = self.steps[0]
-            text, line, col, field = step.where
-            message = f"{step.function}() cannot be used here: it runs as a separate step"
-            raise InvalidExpression(message, expression=text, line=line, col=col, field=field)
-        return self.main
-
-    @property
-    def safe(self) -> pc.Expression:
-        """``main`` with the cells that would fail null."""
-        return self.main if self.guard is None else self.guard.safe
-
-    @property
-    def safe_size(self) -> int:
-        return self.size if self.guard is None else self.guard.safe_size
-
-    @property
-    def reason_size(self) -> int:
-        return 0 if self.guard is None else self.guard.reason_size
-
-    def __eq__(self, other: object) -> bool:
-        # Arrow's == on expressions builds an ``equal`` expression; equals() compares the trees.
-        if not isinstance(other, Compiled):
-            return NotImplemented
-        mine, theirs = (self.type, self.columns, self.steps), (other.type, other.columns, other.steps)
-        return mine == theirs and bool(self.main.equals(other.main)) and _same_guard(self.guard, other.guard)
-
-    def __hash__(self) -> int:
-        return hash((self.type, self.columns))
-
-
-def _same_guard(a: Guard | None, b: Guard | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return bool(a.safe.equals(b.safe)) and bool(a.reason.equals(b.reason))
-
-
-Function = Callable[..., "Compiled | StepCall"]  # takes Compiled arguments; raises ArgumentError or TypeError
-FUNCTIONS: dict[str, Function] = {}  # the built-ins, registered by engine.functions (imported at the end)
+from engine.errors import InvalidExpression, SchemaMismatch
+from engine.expr.core import (
+    ARITHMETIC,
+    MAX_DEPTH,
+    MAX_LENGTH,
+    MAX_NODES,
+    NO_REASON,
+    SYMBOLS,
+    ArgumentError,
+    Compiled,
+    Function,
+    Guard,
+    Step,
+    StepCall,
+    apply,
+    arithmetic,
+    columns_of,
+    convert,
+    reason_of,
+    steps_of,
+    unify,
+)
+from engine.expr.functions import FUNCTIONS
+from engine.model.coerce import INT_MAX, INT_MIN, coerce_value
+from engine.model.schema import Column, TableSchema
+from engine.model.types import arrow_type
 
 
 def compile_expression(
@@ -241,7 +104,7 @@ def compile_expression(
     ``functions`` adds callable names to ``FUNCTIONS`` (a table's UDFs), looked up first. ``bindings`` gives names
     a compiled value instead of a column (an inlined UDF's parameters bound to its arguments).
 
-    >>> from engine.schema import build_schema
+    >>> from engine.model.schema import build_schema
     >>> c = compile_expression("balance - 10", build_schema("t", {"balance": "int"}, None))
     >>> (c.type, sorted(c.columns))
     ('int', ['balance'])
@@ -295,7 +158,7 @@ class _Context:
             (self.text, *self.position(node), self.field),
         )
         guard = Guard(pc.field(step.column), pc.field(step.errors), 1, 1)
-        return Compiled(pc.field(step.column), call.type, _columns(call.args), 1, (*_steps(call.args), step), guard)
+        return Compiled(pc.field(step.column), call.type, columns_of(call.args), 1, (*steps_of(call.args), step), guard)
 
     def error(self, node: ast.expr, message: str) -> InvalidExpression:
         return self.at(message, *self.position(node))
@@ -343,130 +206,6 @@ def _check_depth(root: ast.expr, cx: _Context) -> None:
         stack.extend((c, depth + isinstance(c, ast.expr)) for c in ast.iter_child_nodes(node))
 
 
-# Building blocks, for the handlers and for functions: every Arrow node is made by apply or guarded, so the sizes
-# stay exact, and steps and guards carry over.
-
-
-def apply(kernel: Callable[..., pc.Expression], type_: str, *args: Compiled, repeats: int = 1) -> Compiled:
-    """``kernel`` over the arguments' expressions, of type ``type_``; a cell fails where an argument's cell fails.
-
-    ``repeats`` is how many times ``kernel`` uses each argument, for the sizes.
-    """
-    size = 1 + repeats * sum(a.size for a in args)
-    guarded_args = [a for a in args if a.guard is not None]
-    guard = None
-    if guarded_args:
-        safe_size = 1 + repeats * sum(a.safe_size for a in args)
-        reason_size = len(guarded_args) - 1 + sum(a.reason_size for a in guarded_args)
-        reason = first_reason([reason_of(a) for a in guarded_args])
-        guard = Guard(kernel(*(a.safe for a in args)), reason, safe_size, reason_size)
-    return Compiled(kernel(*(a.main for a in args)), type_, _columns(args), size, _steps(args), guard)
-
-
-@dataclass(frozen=True)
-class Check:
-    """A call fails the cells where ``bad(argument)`` holds for its argument ``index`` (0-based) and the other
-    arguments are not null: that argument is made null there, so the kernel does not raise, and ``reason`` is
-    reported. The kernel must raise in those cells: ``evaluate`` looks at the guard only once the plain expression
-    has raised. Arrow evaluates every use of an argument, so ``bad`` uses it at most twice.
-
-    For example ``Check(0, lambda e: pc.less_equal(e, 0.0), "log() of a number <= 0")`` guards ``pc.ln_checked``.
-    """
-
-    index: int
-    bad: Callable[[pc.Expression], pc.Expression]
-    reason: str
-
-
-def guarded(
-    kernel: Callable[..., pc.Expression],
-    type_: str,
-    args: Sequence[Compiled],
-    checks: Sequence[Check],
-    *,
-    repeats: int = 1,
-    unchecked: Callable[..., pc.Expression] | None = None,
-) -> Compiled:
-    """``apply(kernel, type_, *args)``, where the cells that ``checks`` foresee fail without raising for the batch.
-
-    ``unchecked`` is a variant of ``kernel`` that does not raise in those cells (``pc.sqrt`` for ``pc.sqrt_checked``):
-    with it the arguments need not be made null, which saves evaluating them again.
-    """
-    plain = apply(kernel, type_, *args, repeats=repeats)
-    values, sizes = [a.safe for a in args], [a.safe_size for a in args]
-    reasons = [a.guard.reason for a in args if a.guard is not None]
-    reason_size = sum(a.reason_size for a in args)
-    for check in checks:
-        i = check.index
-        bad = check.bad(values[i])
-        others = [pc.is_valid(v) for j, v in enumerate(values) if j != i]  # a kernel does not raise for nulls
-        counted = functools.reduce(pc.and_kleene, others, bad)
-        reasons.append(pc.if_else(counted, pc.scalar(check.reason), _NO_REASON))
-        bad_size = 3 + 2 * sizes[i]  # allowing two uses of the argument, as a range check makes
-        reason_size += 2 + bad_size + sum(2 + n for j, n in enumerate(sizes) if j != i)
-        if unchecked is None:
-            values[i] = pc.if_else(bad, _null(args[i].type), values[i])
-            sizes[i] += 2 + bad_size
-    if not reasons:
-        return plain
-    safe_size = 1 + repeats * sum(sizes)
-    safe = kernel(*values) if unchecked is None else unchecked(*values)
-    guard = Guard(safe, first_reason(reasons), safe_size, reason_size + len(reasons) - 1)
-    return replace(plain, guard=guard)
-
-
-def convert(c: Compiled, type_: str) -> Compiled:
-    """``c`` as ``type_``: int to float (rounding like ``float()``), a null to any type, text relabelled."""
-    if c.type == type_ or (is_textual(c.type) and type_ == "string"):
-        return replace(c, type=type_)
-    target = arrow_of(type_)
-    return apply(lambda e: e.cast(target, safe=False), type_, c)
-
-
-def unify(a: str, b: str) -> str | None:
-    """The type both sides can take, or None."""
-    if a == b or b == "null":
-        return a
-    if a == "null":
-        return b
-    if {a, b} == {"int", "float"}:
-        return "float"
-    return "string" if is_textual(a) and is_textual(b) else None
-
-
-def reason_of(c: Compiled) -> pc.Expression:
-    """Why ``c``'s cells fail: a string expression, null where they do not."""
-    return _NO_REASON if c.guard is None else c.guard.reason
-
-
-_NO_REASON = pc.scalar(pa.scalar(None, pa.string()))
-
-
-def arrow_of(type_: str) -> pa.DataType:
-    return pa.null() if type_ == "null" else arrow_type(type_)
-
-
-def _null(type_: str) -> pc.Expression:
-    return pc.scalar(pa.scalar(None, arrow_of(type_)))
-
-
-def first_reason(reasons: Sequence[pc.Expression]) -> pc.Expression:
-    return reasons[0] if len(reasons) == 1 else pc.coalesce(*reasons)
-
-
-def _columns(args: Sequence[Compiled]) -> frozenset[str]:
-    return frozenset[str]().union(*(a.columns for a in args))
-
-
-def _steps(args: Sequence[Compiled]) -> tuple[Step, ...]:
-    """The arguments' steps, each once, every one after the steps it reads."""
-    seen: dict[str, Step] = {}
-    for a in args:
-        for step in a.steps:
-            seen.setdefault(step.column, step)
-    return tuple(seen.values())
-
-
 def _literal(node: ast.expr) -> ast.Constant | None:
     """A constant, folding a sign into a number (``-1`` parses as a unary minus on ``1``)."""
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
@@ -503,70 +242,16 @@ def _name(node: ast.Name, cx: _Context) -> Compiled:
     return Compiled(pc.field(column.name), column.type, frozenset({column.name}))
 
 
-_ARITHMETIC: dict[type[ast.operator], tuple[str, Callable[..., pc.Expression]]] = {
-    ast.Add: ("+", pc.add_checked),
-    ast.Sub: ("-", pc.subtract_checked),
-    ast.Mult: ("*", pc.multiply_checked),
-    ast.Pow: ("**", pc.power_checked),
-    ast.Div: ("/", pc.divide_checked),
-    ast.FloorDiv: ("//", pc.divide_checked),
-    ast.Mod: ("%", pc.modulo_checked),
-}
-_SYMBOLS = {ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>", ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&"}
-
-
 def _binop(node: ast.BinOp, cx: _Context) -> Compiled:
     a, b = cx.compile(node.left), cx.compile(node.right)
     op = type(node.op)
-    if op not in _ARITHMETIC:
-        raise cx.error(node, f"operator '{_SYMBOLS.get(op, op.__name__)}' is not allowed")
+    if op not in ARITHMETIC:
+        raise cx.error(node, f"operator '{SYMBOLS.get(op, op.__name__)}' is not allowed")
     natural_power = isinstance(node.right, ast.Constant) and type(node.right.value) is int and node.right.value >= 0
     try:
         return arithmetic(op, a, b, natural_power=natural_power)
     except TypeError as exc:
         raise cx.error(node, str(exc)) from None
-
-
-def arithmetic(op: type[ast.operator], a: Compiled, b: Compiled, *, natural_power: bool = False) -> Compiled:
-    """``a op b`` for ``op`` in ``+ - * / // % **`` (``ast.Add`` ...); raises TypeError for operands it does not take.
-
-    ``natural_power``: ``b`` is a non-negative int literal, so int ``**`` stays int.
-    """
-    symbol, kernel = _ARITHMETIC[op]
-    if op is ast.Add and is_textual(a.type) and is_textual(b.type):
-        return apply(lambda x, y: pc.binary_join_element_wise(x, y, ""), "string", a, b)
-    if a.type not in ("int", "float") or b.type not in ("int", "float"):
-        raise TypeError(f"operator '{symbol}' does not apply to {a.type} and {b.type}")
-    if op is ast.Div or (op is ast.Pow and not natural_power):
-        type_ = "float"
-    else:
-        type_ = unify(a.type, b.type) or "float"
-    a, b = convert(a, type_), convert(b, type_)
-    if op is ast.FloorDiv:
-        return _divide(_floor_divide(type_), a, b, repeats=2)
-    if op is ast.Mod and type_ == "int":
-        kernel = pc.modulo  # exact and Python-like; the checked kernel calls INT_MIN % -1 an overflow
-    if op in (ast.Div, ast.Mod):
-        return _divide(kernel, a, b)
-    return apply(kernel, type_, a, b)
-
-
-def _divide(kernel: Callable[..., pc.Expression], a: Compiled, b: Compiled, repeats: int = 1) -> Compiled:
-    """``a / b``, ``a % b`` ...: a zero divisor fails the cell, as in Python (Arrow raises for the whole batch)."""
-    zero = pc.scalar(pa.scalar(0, arrow_type(b.type)))
-    check = Check(1, lambda y: pc.equal(y, zero), "division by zero")
-    return guarded(kernel, a.type, [a, b], [check], repeats=repeats)
-
-
-def _floor_divide(type_: str) -> Callable[[pc.Expression, pc.Expression], pc.Expression]:
-    """Python's ``a // b``: ``(a - a % b) / b``, where the division is exact; floats round off its error."""
-    modulo = pc.modulo if type_ == "int" else pc.modulo_checked
-
-    def kernel(a: pc.Expression, b: pc.Expression) -> pc.Expression:
-        quotient = pc.divide_checked(pc.subtract_checked(a, modulo(a, b)), b)
-        return quotient if type_ == "int" else pc.round(quotient)
-
-    return kernel
 
 
 def _unaryop(node: ast.UnaryOp, cx: _Context) -> Compiled:
@@ -606,7 +291,7 @@ def _logical(kernel: Callable[..., pc.Expression], a: Compiled, b: Compiled) -> 
     if b.guard is None:
         return result
     decides = pc.coalesce(a.safe if kernel is pc.or_kleene else pc.invert(a.safe), pc.scalar(False))
-    later = pc.if_else(decides, _NO_REASON, b.guard.reason)
+    later = pc.if_else(decides, NO_REASON, b.guard.reason)
     reason = later if a.guard is None else pc.coalesce(a.guard.reason, later)
     assert result.guard is not None
     reason_size = a.reason_size + a.safe_size + b.reason_size + 4
@@ -741,31 +426,4 @@ _HANDLERS: dict[type[ast.AST], Callable[[Any, _Context], Compiled]] = {
 }
 
 
-__all__ = [
-    "FUNCTIONS",
-    "MAX_DEPTH",
-    "MAX_LENGTH",
-    "MAX_NODES",
-    "ArgumentError",
-    "CellError",
-    "Check",
-    "Compiled",
-    "Function",
-    "Guard",
-    "InvalidExpression",
-    "Kernel",
-    "OnError",
-    "Step",
-    "StepCall",
-    "StepResult",
-    "apply",
-    "arithmetic",
-    "compile_expression",
-    "convert",
-    "guarded",
-    "reason_of",
-    "unify",
-]
-
 # The built-in functions register themselves in FUNCTIONS; imported last, as they build on the names above.
-import engine.functions  # noqa: E402, F401

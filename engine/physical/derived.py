@@ -17,22 +17,13 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from engine.catalog import ShardState, TableRecord
-from engine.computed import (
-    ARG,
-    VALUE,
-    ComputedColumn,
-    attach_groups,
-    group_by,
-    merge_partials,
-    parse_call,
-    window_spec,
-    window_values,
-)
-from engine.expressions import compile_expression
-from engine.plan import ColumnKernel, ReadPlan, ShardSpec
-from engine.transaction import Coordinator
-from engine.udfs import functions
+from engine.expr.aggregates import attach_groups, merge_partials, window_values
+from engine.expr.compiler import compile_expression
+from engine.expr.udfs import functions
+from engine.logical.plan import ColumnKernel, ReadPlan, ShardSpec
+from engine.model.columns import ARG, VALUE, ComputedColumn, group_by, parse_call, window_spec
+from engine.physical.coordinator import Coordinator
+from engine.storage.catalog import ShardState, TableRecord
 
 _MAX_CACHED = 64
 

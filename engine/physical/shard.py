@@ -1,7 +1,7 @@
 """One shard: its committed rows held as an Arrow table, its durable copy in a Lance dataset and the shard log.
 
-Pure logic around ``engine.storage``: no Ray here, so it is tested directly. The host actor serialises calls
-(``engine.host``). Life of a write:
+Pure logic around ``engine.storage.lance``: no Ray here, so it is tested directly. The host actor serialises calls
+(``engine.physical.host``). Life of a write:
 
     stage(txn, base, ops)   apply ops to a working copy; a small write becomes a delta for the catalog to log,
                             a larger one (or a fold of the pending deltas) a new, not yet named Lance version
@@ -10,7 +10,7 @@ Pure logic around ``engine.storage``: no Ray here, so it is tested directly. The
 
 The shard keeps Lance's main line equal to its committed base between writes, so every write is based on
 committed data only; the catalog's compare-and-swap catches the rest. A shard opened with a ``History`` (its
-catalog's shard log) numbers its versions itself and logs small writes (``engine.shardlog``); without one, every
+catalog's shard log) numbers its versions itself and logs small writes (``engine.physical.shardlog``); without one, every
 write goes to Lance and a version is a Lance version.
 """
 
@@ -27,17 +27,15 @@ import pyarrow.acero as ac
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
 
-from engine import evaluation, expressions, shardlog, storage
-from engine.computed import ARG, partial_aggregate
-from engine.errors import DuplicateKey, InvalidValue, TesseraError
-from engine.hashing import hash_columns
-from engine.keyindex import KeyIndex, duplicated
-from engine.plan import (
+from engine.errors import CellError, DuplicateKey, InvalidValue, TesseraError
+from engine.expr.aggregates import partial_aggregate
+from engine.expr.evaluate import evaluate as evaluate_compiled
+from engine.logical.hashing import hash_columns
+from engine.logical.plan import (
     AddColumn,
     ColumnKernel,
     Compact,
     Delete,
-    Delta,
     DropColumn,
     Insert,
     OpResult,
@@ -50,8 +48,13 @@ from engine.plan import (
     Update,
     Upsert,
 )
-from engine.schema import ROW_ID
-from engine.storage import ROW_ADDRESS
+from engine.model.columns import ARG
+from engine.model.delta import Delta
+from engine.model.schema import ROW_ID
+from engine.physical import shardlog
+from engine.physical.keyindex import KeyIndex, duplicated
+from engine.storage import lance as storage
+from engine.storage.lance import ROW_ADDRESS
 
 log = logging.getLogger(__name__)
 _MAX_CHUNKS = 32  # past this many chunks, ``_tidy`` merges the small ones
@@ -85,7 +88,7 @@ class _Staged:
 
 def compute(kernel: ColumnKernel, table: pa.Table) -> tuple[pa.ChunkedArray | pa.Array, int]:
     """An expression column's values over ``table`` and how many cells failed (null unless it aborts)."""
-    result = evaluation.evaluate(kernel.compiled, table, kernel.on_error)
+    result = evaluate_compiled(kernel.compiled, table, kernel.on_error)
     return result.values, result.errors
 
 
@@ -205,12 +208,12 @@ def _unwritten(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     return _working(rows, schema, pa.nulls(rows.num_rows, pa.uint64()))
 
 
-def _located(exc: expressions.CellError, rows: pa.Table, key: Sequence[str]) -> expressions.CellError:
+def _located(exc: CellError, rows: pa.Table, key: Sequence[str]) -> CellError:
     """The same error, naming the row by its key rather than its position in a shard's batch."""
     if not 0 <= exc.row < rows.num_rows or any(k not in rows.column_names for k in key):
         return exc
     where = ", ".join(f"{k}={rows[k][exc.row].as_py()!r}" for k in key)
-    located = expressions.CellError(exc.row, exc.reason)
+    located = CellError(exc.row, exc.reason)
     located.message = f"{exc.reason} (the row with {where})"
     located.args = (located.message,)
     located.fields["key"] = {k: rows[k][exc.row].as_py() for k in key}
@@ -346,7 +349,7 @@ class Shard:
             rows, errors = with_kernels(rows, kernels, stored=True)
             if any(not k.stored and k.on_error == "abort" for k in kernels):
                 with_kernels(rows, kernels, stored=False)
-        except expressions.CellError as exc:
+        except CellError as exc:
             raise _located(exc, rows, self.spec.key) from None
         return rows, errors
 
@@ -445,7 +448,7 @@ class Shard:
                 inputs = with_kernels(table, kernels[: kernels.index(k)], stored=False)[0]
                 try:
                     values, failed = compute(k, inputs)
-                except expressions.CellError as exc:
+                except CellError as exc:
                     raise _located(exc, inputs, self.spec.key) from None
                 errors += failed
                 changed.add(k.name)

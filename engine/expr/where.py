@@ -14,10 +14,10 @@ from typing import Any, Literal, get_args
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.coerce import coerce_value
 from engine.errors import InvalidOperator, InvalidRequest
-from engine.schema import TableSchema
-from engine.types import is_textual
+from engine.model.coerce import coerce_value
+from engine.model.schema import TableSchema
+from engine.model.types import is_textual
 
 Operator = Literal["=", "!=", ">", ">=", "<", "<=", "like", "in", "not_in", "is_null", "is_not_null"]
 OPERATORS: tuple[str, ...] = get_args(Operator)

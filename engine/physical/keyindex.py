@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from engine.hashing import hash_columns
+from engine.logical.hashing import hash_columns
 
 
 class KeyIndex:

@@ -9,7 +9,7 @@ from typing import Any
 
 import ray
 
-from engine.host import ShardHost
+from engine.physical.host import ShardHost
 
 NAMESPACE = "tessera"
 log = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ from typing import Any, TypeVar
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from engine import faults
-from engine.catalog import IdempotencyRecord, SchemaChange, ShardChange, SqliteCatalog
 from engine.errors import CommitConflict, EngineError, ShardUnavailable, TableNotFound, TesseraError, UserError
-from engine.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
+from engine.logical.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
+from engine.physical import faults
+from engine.storage.catalog import IdempotencyRecord, SchemaChange, ShardChange, SqliteCatalog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

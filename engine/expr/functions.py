@@ -1,4 +1,4 @@
-"""The built-in functions of expressions, registered in ``engine.expressions.FUNCTIONS``.
+"""The built-in functions of expressions, in ``FUNCTIONS``, where the compiler looks names up.
 
 Each checks its argument count and types when the expression is compiled (a wrong call is an ``InvalidExpression``
 naming the function and the argument, at that argument), infers its result type, and computes with Arrow kernels,
@@ -60,12 +60,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
 
-from engine.coerce import INT_MAX
-from engine.expressions import (
-    FUNCTIONS,
+from engine.expr.core import (
     ArgumentError,
     Check,
     Compiled,
+    Function,
     Guard,
     StepCall,
     StepResult,
@@ -76,7 +75,8 @@ from engine.expressions import (
     reason_of,
     unify,
 )
-from engine.types import MEDIA_TYPES, TIMESTAMP
+from engine.model.coerce import INT_MAX
+from engine.model.types import MEDIA_TYPES, TIMESTAMP
 
 NUMBERS = frozenset({"int", "float"})
 TEXT = frozenset({"string", "json", *MEDIA_TYPES})
@@ -514,40 +514,38 @@ def _series(values: pa.Array) -> pl.Series:
     return series
 
 
-FUNCTIONS.update(
-    {
-        "abs": _abs,
-        "round": _round,
-        "floor": _rounding(pc.floor),
-        "ceil": _rounding(pc.ceil),
-        "sqrt": _sqrt,
-        "exp": _exp,
-        "log": _log,
-        "log10": _log10,
-        "pow": _pow,
-        "min": _extreme(pc.min_element_wise),
-        "max": _extreme(pc.max_element_wise),
-        "coalesce": _coalesce,
-        "lower": _unary_text(pc.utf8_lower),
-        "upper": _unary_text(pc.utf8_upper),
-        "strip": _strip,
-        "len": _unary_text(lambda e: pc.utf8_length(e).cast(pa.int64()), "int"),
-        "concat": _concat,
-        "substr": _substr,
-        "replace": _replace,
-        "contains": _matching(pc.match_substring),
-        "startswith": _matching(pc.starts_with),
-        "endswith": _matching(pc.ends_with),
-        "year": _part(pc.year),
-        "month": _part(pc.month),
-        "day": _part(pc.day),
-        "hour": _part(pc.hour, time_of_day=True),
-        "minute": _part(pc.minute, time_of_day=True),
-        "second": _part(pc.second, time_of_day=True),
-        "weekday": _part(pc.day_of_week),
-        "int": _int,
-        "float": _float_of,
-        "str": _str,
-        "json_get": _json_get,
-    }
-)
+FUNCTIONS: dict[str, Function] = {
+    "abs": _abs,
+    "round": _round,
+    "floor": _rounding(pc.floor),
+    "ceil": _rounding(pc.ceil),
+    "sqrt": _sqrt,
+    "exp": _exp,
+    "log": _log,
+    "log10": _log10,
+    "pow": _pow,
+    "min": _extreme(pc.min_element_wise),
+    "max": _extreme(pc.max_element_wise),
+    "coalesce": _coalesce,
+    "lower": _unary_text(pc.utf8_lower),
+    "upper": _unary_text(pc.utf8_upper),
+    "strip": _strip,
+    "len": _unary_text(lambda e: pc.utf8_length(e).cast(pa.int64()), "int"),
+    "concat": _concat,
+    "substr": _substr,
+    "replace": _replace,
+    "contains": _matching(pc.match_substring),
+    "startswith": _matching(pc.starts_with),
+    "endswith": _matching(pc.ends_with),
+    "year": _part(pc.year),
+    "month": _part(pc.month),
+    "day": _part(pc.day),
+    "hour": _part(pc.hour, time_of_day=True),
+    "minute": _part(pc.minute, time_of_day=True),
+    "second": _part(pc.second, time_of_day=True),
+    "weekday": _part(pc.day_of_week),
+    "int": _int,
+    "float": _float_of,
+    "str": _str,
+    "json_get": _json_get,
+}

@@ -1,47 +1,37 @@
-"""The Python client: ``engine.connect()`` and the ``Database`` / ``Table`` it returns.
-
->>> import engine
->>> db = engine.connect(data_dir="/tmp/tessera-demo")          # doctest: +SKIP
->>> users = db.create_table("users", {"id": "int", "name": "string"}, primary_key="id")  # doctest: +SKIP
->>> users.insert([{"id": 1, "name": "Ada"}])                   # doctest: +SKIP
->>> users.query(where={"id": 1}).to_pylist()                   # doctest: +SKIP
-[{'id': 1, 'name': 'Ada'}]
-
-Every write is one atomic transaction over the shards it touches; every read sees one committed version of
-each shard, as named together by the catalog.
+"""``Table``: one table's reads, writes, computed columns and UDFs, planned by ``engine.logical`` and run by the
+coordinator (``engine.physical.coordinator``).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
-import threading
 import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import runtime, storage, udfs
-from engine.batch import BatchResult, run_batch
-from engine.catalog import SchemaChange, ShardState, SqliteCatalog, TableRecord, catalog_path, now_iso
-from engine.coerce import coerce_value, conform_table, decode_json_cells, rows_to_table
-from engine.computed import ComputedColumn, DependencyConflict, Stats, define, dependents, group_by
-from engine.config import Settings
-from engine.derived import DerivedCache, attach
-from engine.errors import ColumnNotFound, InvalidRequest, RowNotFound, TooLarge
-from engine.expressions import compile_expression
-from engine.hashing import shard_ids
-from engine.plan import (
+from engine.client.results import MAX_ROWS, QueryResult, WriteResult
+from engine.errors import (
+    ColumnNotFound,
+    DependencyConflict,
+    InvalidRequest,
+    RowNotFound,
+    TooLarge,
+    UdfInUse,
+    UdfNotFound,
+)
+from engine.expr import udfs
+from engine.expr.compiler import compile_expression
+from engine.expr.where import compile_where, parse_where, pin
+from engine.logical.columns import define, dependents
+from engine.logical.hashing import shard_ids
+from engine.logical.plan import (
     AddColumn,
-    ColumnKernel,
-    Compact,
     Delete,
     Direction,
     DropColumn,
@@ -52,74 +42,26 @@ from engine.plan import (
     Update,
     Upsert,
 )
-from engine.schema import TableSchema, build_schema, check_name
-from engine.shard import read_table, sort_keys
-from engine.transaction import Coordinator, ShardWork, resolve
-from engine.types import arrow_type
-from engine.udfs import Udf
-from engine.where import compile_where, parse_where, pin
+from engine.logical.planner import kernels, shard_specs
+from engine.logical.udfs import checked
+from engine.logical.udfs import define as define_udf
+from engine.model.coerce import coerce_value, conform_table, decode_json_cells, rows_to_table
+from engine.model.columns import ComputedColumn, Stats, group_by
+from engine.model.schema import TableSchema
+from engine.model.types import arrow_type
+from engine.model.udfs import Udf
+from engine.physical.coordinator import ShardWork
+from engine.physical.derived import attach
+from engine.physical.shard import read_table, sort_keys
+from engine.storage.catalog import SchemaChange, ShardState, TableRecord, now_iso
 
 if TYPE_CHECKING:
     import polars
     import ray.data
 
+    from engine.client.database import Database
+
 log = logging.getLogger(__name__)
-MAX_SHARDS = 256
-MAX_ROWS = 2**62  # bound on offset + limit handed to Arrow
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    rows: pa.Table
-    total_count: int
-    offset: int
-
-    @property
-    def has_more(self) -> bool:
-        return self.offset + self.rows.num_rows < self.total_count
-
-    @property
-    def next_offset(self) -> int | None:
-        return self.offset + self.rows.num_rows if self.has_more else None
-
-    def to_pylist(self) -> list[dict[str, Any]]:
-        return self.rows.to_pylist()
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    rows_affected: int
-    rows: pa.Table | None = None  # inserted / upserted rows as stored
-
-
-def connect(
-    data_dir: str | None = None, address: str | None = None, settings: Settings | None = None, **overrides: Any
-) -> Database:
-    """Open a database: start a local Ray (default) or join ``address`` ("auto", "ray://host:10001").
-
-    Settings come from ``TESSERA_*`` variables, then ``settings``, then keyword overrides.
-    """
-    base = settings or Settings.from_env()
-    changes = {k: v for k, v in {"data_dir": data_dir, "ray_address": address, **overrides}.items() if v is not None}
-    return Database(base.with_(**changes))
-
-
-def _specs(record: TableRecord, root: str) -> tuple[ShardSpec, ...]:
-    return _shard_specs(record.id, record.name, record.schema, record.shards, root, record.layout)
-
-
-def kernels(schema: TableSchema) -> tuple[ColumnKernel, ...]:
-    """The expression columns as shards compute them, in dependency (creation) order."""
-    return tuple(
-        ColumnKernel(
-            c.name,
-            compile_expression(c.expression, schema, field="expression", functions=udfs.functions(schema.udfs)),
-            c.on_error,
-            c.stored,
-        )
-        for c in schema.computed
-        if c.column_type in ("expression", "udf")
-    )
 
 
 def _attach_on(column: ComputedColumn, schema: TableSchema) -> tuple[str, ...]:
@@ -146,171 +88,6 @@ def _column_info(column: ComputedColumn, stats: Stats | None) -> dict[str, Any]:
         "errors": stats.errors,
         "stale": stats.stale,
     }
-
-
-@functools.lru_cache(maxsize=4096)
-def _shard_specs(
-    table_id: str, name: str, schema: TableSchema, shards: int, root: str, layout: int = 0
-) -> tuple[ShardSpec, ...]:
-    """Cached on what specs depend on (not the record's version, which changes with every commit)."""
-    arrow = schema.arrow_schema()
-    compiled = kernels(schema)
-    return tuple(
-        ShardSpec(
-            table_id,
-            name,
-            i,
-            shards,
-            storage.shard_uri(root, table_id, i),
-            schema.key,
-            arrow,
-            not schema.primary_key,
-            layout,
-            compiled,
-            catalog_path(root),
-        )
-        for i in range(shards)
-    )
-
-
-class Database:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.root = str(Path(settings.data_dir).absolute())
-        Path(self.root).mkdir(parents=True, exist_ok=True)
-        runtime.start(settings.ray_address, settings.num_cpus)
-        self.catalog = SqliteCatalog(catalog_path(self.root))
-        hosts = self.catalog.get_meta("hosts")
-        if hosts is None:
-            hosts = str(settings.hosts or runtime.cluster_cpus())
-            self.catalog.set_meta("hosts", hosts)
-        runner = (settings.udf_runner, settings.udf_limits())
-        udfs.configure(*runner)
-        pool = runtime.host_pool(self.root, int(hosts), settings.lease_seconds, runner)
-        self.coordinator = Coordinator(self.catalog, pool)
-        self.default_shards = settings.shards or runtime.cluster_cpus()
-        self.derived = DerivedCache()
-        self._reconcile()
-        self._stop = threading.Event()
-        self._maintenance: threading.Thread | None = None
-        if settings.maintenance_seconds > 0:
-            self._maintenance = threading.Thread(target=self._maintain_loop, name="tessera-maintenance", daemon=True)
-            self._maintenance.start()
-
-    # -- tables -------------------------------------------------------------------------------------------------
-    def create_table(
-        self,
-        name: str,
-        columns: dict[str, Any],
-        primary_key: str | Sequence[str] | None = None,
-        shards: int | None = None,
-    ) -> Table:
-        """Create a table. ``columns`` maps names to types (``"int"``) or ``{"type", "nullable"}``."""
-        schema = build_schema(
-            name, columns, primary_key if primary_key is None or isinstance(primary_key, str) else list(primary_key)
-        )
-        count = self.default_shards if shards is None else shards
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SHARDS:
-            raise InvalidRequest(f"shards must be an integer from 1 to {MAX_SHARDS}", field="shards")
-        record = TableRecord(uuid.uuid4().hex, name, schema, count, now_iso(), 0)
-        arrow = schema.arrow_schema()
-        try:
-            versions = [storage.create(storage.shard_uri(self.root, record.id, i), arrow) for i in range(count)]
-            self.catalog.create_table(record, versions)
-        except BaseException:
-            storage.remove(storage.table_dir(self.root, record.id))
-            raise
-        return Table(self, name)
-
-    def drop_table(self, name: str) -> None:
-        record = self.catalog.drop_table(name)
-        for host in self.coordinator.hosts:
-            host.forget.remote(record.id)
-        storage.remove(storage.table_dir(self.root, record.id))
-
-    def batch(
-        self,
-        operations: Sequence[dict[str, Any]],
-        *,
-        transaction: bool = True,
-        continue_on_error: bool = False,
-        idempotency_key: str | None = None,
-    ) -> BatchResult:
-        """Run insert / update / delete / upsert operations on any tables, by default as one transaction.
-
-        Each operation is ``{"operation", "table", "data" | "where" [+ "set"], "expect_rows"?}`` as in the REST
-        API; ``set`` values may be ``{"expr": "balance - 10"}``. A retry with the same ``idempotency_key``
-        returns the first result without applying anything twice. See ``engine.batch``.
-        """
-        return run_batch(
-            self,
-            operations,
-            transaction=transaction,
-            continue_on_error=continue_on_error,
-            idempotency_key=idempotency_key,
-        )
-
-    def list_tables(self) -> list[str]:
-        return [r.name for r in self.catalog.list_tables()]
-
-    def table(self, name: str) -> Table:
-        check_name(name, "table")
-        self.catalog.get_table(name)
-        return Table(self, name)
-
-    def __getitem__(self, name: str) -> Table:
-        return self.table(name)
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._maintenance is not None:
-            self._maintenance.join(timeout=5)
-
-    def __enter__(self) -> Database:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    # -- internals ----------------------------------------------------------------------------------------------
-    def _resolve(self, name: str) -> tuple[TableRecord, list[ShardState], tuple[ShardSpec, ...]]:
-        record, states = self.catalog.read_table(name)
-        return record, states, _specs(record, self.root)
-
-    def _reconcile(self) -> None:
-        """Remove the data of tables the catalog does not name (dropped, or created by a crashed request)."""
-        known = {r.id for r in self.catalog.list_tables()}
-        for table_id in storage.list_table_dirs(self.root):
-            if table_id not in known:
-                storage.remove(storage.table_dir(self.root, table_id))
-
-    def _maintain_loop(self) -> None:
-        while not self._stop.wait(self.settings.maintenance_seconds):
-            try:
-                self.maintain()
-            except Exception:
-                log.exception("background maintenance failed")
-
-    def maintain(self) -> int:
-        """Clean up versions older than the retention, fold shards' logged writes into Lance and compact shards with
-        many small fragments; returns the shards folded or compacted."""
-        compacted = 0
-        s = self.settings
-        for record in self.catalog.list_tables():
-            specs = _specs(record, self.root)
-            keep = self.catalog.prune_log(record.id, s.version_retention_seconds)
-            states = self.catalog.snapshot(record.id)
-            refs = [
-                self.coordinator.host(spec.table_id, spec.shard).maintain.remote(
-                    spec, st.version, s.compact_min_fragments, first
-                )
-                for spec, st, first in zip(specs, states, keep, strict=True)
-            ]
-            for spec, ref in zip(specs, refs, strict=True):
-                if resolve(ref):
-                    self.coordinator.run([ShardWork(spec, (Compact(),))])
-                    compacted += 1
-        return compacted
 
 
 def _direction(value: Any, loc: str) -> Direction:
@@ -365,7 +142,7 @@ class Table:
         parameters: dict[str, Any] | None = None,
         cache_results: bool = True,
     ) -> dict[str, Any]:
-        """Add a computed column (see ``engine.computed``) and compute it; returns its info.
+        """Add a computed column (see ``engine.model.columns``) and compute it; returns its info.
 
         A stored expression column is computed over every row and written in the same transaction that adds
         it: with ``parameters.on_error == "abort"`` a failing cell fails the whole call and changes nothing.
@@ -385,7 +162,7 @@ class Table:
         start = time.perf_counter()
         errors = 0
         if column.stored:
-            new_specs = _shard_specs(record.id, record.name, schema, record.shards, self.db.root, record.layout)
+            new_specs = shard_specs(record.id, record.name, schema, record.shards, self.db.root, record.layout)
             change = SchemaChange(record.id, record.layout, schema)
             staged = self.db.coordinator.run([ShardWork(s, (AddColumn(name),)) for s in new_specs], schema=change)
             errors = sum(r.results[0].errors for r in staged)
@@ -428,7 +205,7 @@ class Table:
         schema = record.schema.without_computed(name)
         change = SchemaChange(record.id, record.layout, schema)
         if column.stored:
-            new_specs = _shard_specs(record.id, record.name, schema, record.shards, self.db.root, record.layout)
+            new_specs = shard_specs(record.id, record.name, schema, record.shards, self.db.root, record.layout)
             self.db.coordinator.run([ShardWork(s, (DropColumn(name),)) for s in new_specs], schema=change)
         else:
             self.db.coordinator.run([], schema=change)
@@ -480,7 +257,7 @@ class Table:
         deterministic: bool = False,
         replace: bool = False,
     ) -> dict[str, Any]:
-        """Register a UDF (``engine.udfs``): its code is compiled in the sandbox first; returns its info.
+        """Register a UDF (``engine.model.udfs``): its code is compiled in the sandbox first; returns its info.
 
         ``replace=True`` replaces the code of an existing UDF (its parameters and return type may change only
         while no computed column calls it); stored columns that call it are marked ``stale`` until recomputed.
@@ -488,9 +265,9 @@ class Table:
         record = self.db.catalog.get_table(self.name)
         previous = record.schema.udf(name) if replace and isinstance(name, str) else None
         if replace and previous is None:
-            raise udfs.UdfNotFound(self.name, str(name))
+            raise UdfNotFound(self.name, str(name))
         params = [dict(p) for p in parameters] if isinstance(parameters, list | tuple) else parameters
-        udf = udfs.define(
+        udf = define_udf(
             record.schema,
             name,
             language,
@@ -508,12 +285,12 @@ class Table:
             previous.return_type,
         )
         if users and signature_changed:
-            raise udfs.UdfInUse(
+            raise UdfInUse(
                 f"UDF '{name}' is called by {', '.join(users)}: its parameters and return type cannot change",
                 udf=name,
                 used_by=users,
             )
-        udf = udfs.checked(udf, udfs.runner())
+        udf = checked(udf, udfs.runner())
         stale = tuple(c.name for c in record.schema.computed if c.name in users and c.stored)
         self.db.coordinator.run([], schema=SchemaChange(record.id, record.layout, record.schema.with_udf(udf), stale))
         return self.udf(udf.name)
@@ -534,7 +311,7 @@ class Table:
         self._find_udf(record.schema, name)
         users = self._udf_users(record.schema, name)
         if users:
-            raise udfs.UdfInUse(
+            raise UdfInUse(
                 f"UDF '{name}' is called by computed column{'s' if len(users) > 1 else ''} {', '.join(users)}; "
                 "drop those first",
                 udf=name,
@@ -554,7 +331,7 @@ class Table:
     def _find_udf(self, schema: TableSchema, name: str) -> Udf:
         udf = schema.udf(name) if isinstance(name, str) else None
         if udf is None:
-            raise udfs.UdfNotFound(self.name, str(name))
+            raise UdfNotFound(self.name, str(name))
         return udf
 
     @staticmethod
@@ -915,6 +692,3 @@ class Table:
                     f"row_id {text!r} is not an integer (the key '{column.name}' is int)", field="row_id"
                 ) from None
         return coerce_value(column, text, ("row_id",)).as_py()
-
-
-__all__ = ["Database", "QueryResult", "Table", "WriteResult", "connect"]

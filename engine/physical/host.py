@@ -1,4 +1,4 @@
-"""The shard host: a Ray actor serving many shards. A thin shell around ``engine.shard``.
+"""The shard host: a Ray actor serving many shards. A thin shell around ``engine.physical.shard``.
 
 It owns two things only: the shards it has loaded, and one writer slot per shard. A writer holds the slot
 from ``acquire`` (or ``stage``) until ``finish``; others wait. Coordinators take the slots of a multi-shard write
@@ -18,10 +18,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine import catalog, udfs
 from engine.errors import ShardUnavailable
-from engine.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
-from engine.shard import Shard
+from engine.expr import udfs
+from engine.logical.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
+from engine.physical.shard import Shard
+from engine.storage import catalog
 
 Key = tuple[str, int]
 

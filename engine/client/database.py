@@ -1,0 +1,194 @@
+"""``engine.connect()`` and the ``Database`` it returns: tables, batches, maintenance.
+
+>>> import engine
+>>> db = engine.connect(data_dir="/tmp/tessera-demo")          # doctest: +SKIP
+>>> users = db.create_table("users", {"id": "int", "name": "string"}, primary_key="id")  # doctest: +SKIP
+>>> users.insert([{"id": 1, "name": "Ada"}])                   # doctest: +SKIP
+>>> users.query(where={"id": 1}).to_pylist()                   # doctest: +SKIP
+[{'id': 1, 'name': 'Ada'}]
+
+Every write is one atomic transaction over the shards it touches; every read sees one committed version of
+each shard, as named together by the catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.client.batch import BatchResult, run_batch
+from engine.client.results import MAX_SHARDS
+from engine.client.table import Table
+from engine.config import Settings
+from engine.errors import InvalidRequest
+from engine.expr import udfs
+from engine.logical.plan import (
+    Compact,
+    ShardSpec,
+)
+from engine.logical.planner import specs_of
+from engine.model.names import check_name
+from engine.model.schema import build_schema
+from engine.physical import runtime
+from engine.physical.coordinator import Coordinator, ShardWork, resolve
+from engine.physical.derived import DerivedCache
+from engine.storage import lance as storage
+from engine.storage.catalog import ShardState, SqliteCatalog, TableRecord, catalog_path, now_iso
+
+log = logging.getLogger(__name__)
+
+
+def connect(
+    data_dir: str | None = None, address: str | None = None, settings: Settings | None = None, **overrides: Any
+) -> Database:
+    """Open a database: start a local Ray (default) or join ``address`` ("auto", "ray://host:10001").
+
+    Settings come from ``TESSERA_*`` variables, then ``settings``, then keyword overrides.
+    """
+    base = settings or Settings.from_env()
+    changes = {k: v for k, v in {"data_dir": data_dir, "ray_address": address, **overrides}.items() if v is not None}
+    return Database(base.with_(**changes))
+
+
+class Database:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = str(Path(settings.data_dir).absolute())
+        Path(self.root).mkdir(parents=True, exist_ok=True)
+        runtime.start(settings.ray_address, settings.num_cpus)
+        self.catalog = SqliteCatalog(catalog_path(self.root))
+        hosts = self.catalog.get_meta("hosts")
+        if hosts is None:
+            hosts = str(settings.hosts or runtime.cluster_cpus())
+            self.catalog.set_meta("hosts", hosts)
+        runner = (settings.udf_runner, settings.udf_limits())
+        udfs.configure(*runner)
+        pool = runtime.host_pool(self.root, int(hosts), settings.lease_seconds, runner)
+        self.coordinator = Coordinator(self.catalog, pool)
+        self.default_shards = settings.shards or runtime.cluster_cpus()
+        self.derived = DerivedCache()
+        self._reconcile()
+        self._stop = threading.Event()
+        self._maintenance: threading.Thread | None = None
+        if settings.maintenance_seconds > 0:
+            self._maintenance = threading.Thread(target=self._maintain_loop, name="tessera-maintenance", daemon=True)
+            self._maintenance.start()
+
+    # -- tables -------------------------------------------------------------------------------------------------
+    def create_table(
+        self,
+        name: str,
+        columns: dict[str, Any],
+        primary_key: str | Sequence[str] | None = None,
+        shards: int | None = None,
+    ) -> Table:
+        """Create a table. ``columns`` maps names to types (``"int"``) or ``{"type", "nullable"}``."""
+        schema = build_schema(
+            name, columns, primary_key if primary_key is None or isinstance(primary_key, str) else list(primary_key)
+        )
+        count = self.default_shards if shards is None else shards
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SHARDS:
+            raise InvalidRequest(f"shards must be an integer from 1 to {MAX_SHARDS}", field="shards")
+        record = TableRecord(uuid.uuid4().hex, name, schema, count, now_iso(), 0)
+        arrow = schema.arrow_schema()
+        try:
+            versions = [storage.create(storage.shard_uri(self.root, record.id, i), arrow) for i in range(count)]
+            self.catalog.create_table(record, versions)
+        except BaseException:
+            storage.remove(storage.table_dir(self.root, record.id))
+            raise
+        return Table(self, name)
+
+    def drop_table(self, name: str) -> None:
+        record = self.catalog.drop_table(name)
+        for host in self.coordinator.hosts:
+            host.forget.remote(record.id)
+        storage.remove(storage.table_dir(self.root, record.id))
+
+    def batch(
+        self,
+        operations: Sequence[dict[str, Any]],
+        *,
+        transaction: bool = True,
+        continue_on_error: bool = False,
+        idempotency_key: str | None = None,
+    ) -> BatchResult:
+        """Run insert / update / delete / upsert operations on any tables, by default as one transaction.
+
+        Each operation is ``{"operation", "table", "data" | "where" [+ "set"], "expect_rows"?}`` as in the REST
+        API; ``set`` values may be ``{"expr": "balance - 10"}``. A retry with the same ``idempotency_key``
+        returns the first result without applying anything twice. See ``engine.client.batch``.
+        """
+        return run_batch(
+            self,
+            operations,
+            transaction=transaction,
+            continue_on_error=continue_on_error,
+            idempotency_key=idempotency_key,
+        )
+
+    def list_tables(self) -> list[str]:
+        return [r.name for r in self.catalog.list_tables()]
+
+    def table(self, name: str) -> Table:
+        check_name(name, "table")
+        self.catalog.get_table(name)
+        return Table(self, name)
+
+    def __getitem__(self, name: str) -> Table:
+        return self.table(name)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._maintenance is not None:
+            self._maintenance.join(timeout=5)
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------------------------------
+    def _resolve(self, name: str) -> tuple[TableRecord, list[ShardState], tuple[ShardSpec, ...]]:
+        record, states = self.catalog.read_table(name)
+        return record, states, specs_of(record, self.root)
+
+    def _reconcile(self) -> None:
+        """Remove the data of tables the catalog does not name (dropped, or created by a crashed request)."""
+        known = {r.id for r in self.catalog.list_tables()}
+        for table_id in storage.list_table_dirs(self.root):
+            if table_id not in known:
+                storage.remove(storage.table_dir(self.root, table_id))
+
+    def _maintain_loop(self) -> None:
+        while not self._stop.wait(self.settings.maintenance_seconds):
+            try:
+                self.maintain()
+            except Exception:
+                log.exception("background maintenance failed")
+
+    def maintain(self) -> int:
+        """Clean up versions older than the retention, fold shards' logged writes into Lance and compact shards with
+        many small fragments; returns the shards folded or compacted."""
+        compacted = 0
+        s = self.settings
+        for record in self.catalog.list_tables():
+            specs = specs_of(record, self.root)
+            keep = self.catalog.prune_log(record.id, s.version_retention_seconds)
+            states = self.catalog.snapshot(record.id)
+            refs = [
+                self.coordinator.host(spec.table_id, spec.shard).maintain.remote(
+                    spec, st.version, s.compact_min_fragments, first
+                )
+                for spec, st, first in zip(specs, states, keep, strict=True)
+            ]
+            for spec, ref in zip(specs, refs, strict=True):
+                if resolve(ref):
+                    self.coordinator.run([ShardWork(spec, (Compact(),))])
+                    compacted += 1
+        return compacted
