@@ -5,13 +5,15 @@
 >>> db = engine.connect(data_dir="/tmp/tessera-demo")      # doctest: +SKIP
 >>> app = create_app(db, db.settings)                       # doctest: +SKIP
 
-Status codes where the contract is silent: ``POST /tables``, ``POST /tables/{t}/rows``,
-``POST /tables/{t}/rows/batch``, ``POST /tables/{t}/computed-columns`` and ``POST /tables/{t}/udfs`` answer 201 Created; every other success
-is 200. An empty or non-JSON body where one is needed is 400 ``malformed_json``; an unknown query parameter is 400
-``invalid_parameter``.
+Every success is 200, creating POSTs included (``POST /tables``, ``/rows``, ``/rows/batch``, ``/computed-columns``,
+``/udfs``), as the original Pixeltable server answers and its clients' tests expect. An empty or unparsable body
+where one is needed is 400 ``malformed_json``, a body that is not declared JSON 415 ``unsupported_media_type``; an
+unknown query parameter is 400 ``invalid_parameter``.
 
-Middleware, outermost first: request id and last-resort error handling, authentication, body-size limit. Engine
-calls block, so the endpoints run them in Starlette's thread pool.
+Middleware, outermost first (``service.middleware``): request id and last-resort error handling, the ``Host`` check
+(open mode, or ``allowed_hosts``), CORS and the error responses it decorates (only with ``cors_origins``),
+authentication, the body's media type, the body-size limit. Engine calls block, so the endpoints run them in
+Starlette's thread pool.
 """
 
 from __future__ import annotations
@@ -28,7 +30,17 @@ from engine import Database, Settings
 from service import batch, computed, health, rows, tables, udfs
 from service.auth import AuthMiddleware, authenticator_for
 from service.errors import exception_handlers
-from service.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from service.middleware import (
+    BodyLimitMiddleware,
+    CorsMiddleware,
+    ErrorResponseMiddleware,
+    MediaTypeMiddleware,
+    RequestContextMiddleware,
+    TrustedHostsMiddleware,
+    cors_options,
+    cors_origins,
+    trusted_hosts,
+)
 
 API_PREFIX = "/api/v1"
 
@@ -76,13 +88,26 @@ def api_routes() -> list[BaseRoute]:
     ]
 
 
-def create_app(db: Database, settings: Settings) -> Starlette:
-    """The REST service over ``db``; ``settings`` decides auth mode and request limits."""
+def _middleware(settings: Settings) -> list[Middleware]:
     middleware = [Middleware(RequestContextMiddleware)]
+    hosts = trusted_hosts(settings)
+    if hosts is not None:
+        middleware.append(Middleware(TrustedHostsMiddleware, allowed_hosts=hosts))
+    origins = cors_origins(settings)
+    if origins:
+        middleware += [Middleware(CorsMiddleware, **cors_options(origins)), Middleware(ErrorResponseMiddleware)]
     authenticator = authenticator_for(settings)
     if authenticator is not None:
         middleware.append(Middleware(AuthMiddleware, authenticator=authenticator))
+    middleware.append(Middleware(MediaTypeMiddleware))
     middleware.append(Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes))
+    return middleware
+
+
+def create_app(db: Database, settings: Settings) -> Starlette:
+    """The REST service over ``db``; ``settings`` decides auth mode, trusted hosts, CORS and request limits
+    (``ValueError`` for an allowed host or CORS origin that cannot work)."""
+    middleware = _middleware(settings)
     app = Starlette(
         routes=[*_health_routes(), Mount(API_PREFIX, routes=api_routes())],
         middleware=middleware,

@@ -4,6 +4,7 @@ Every flag can also come from a ``TESSERA_*`` environment variable (``TESSERA_PO
 
     tessera serve                                  # http://127.0.0.1:8000, data in ./tessera-data, local Ray
     tessera serve --host 0.0.0.0 --auth required   # with TESSERA_ADMIN_KEY set
+    tessera serve --allowed-hosts tessera.local --cors-origins http://localhost:3000
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from engine import Settings
+from service.middleware import cors_origins, trusted_hosts
 
 EXIT_USAGE = 2
 
@@ -32,6 +34,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--shards", type=int, help="default shards per table (default: one per CPU)")
     serve.add_argument("--auth", choices=["open", "required"], help="open (default, loopback only) or required")
     serve.add_argument("--num-cpus", type=int, help="CPUs of a locally started Ray (default: all)")
+    serve.add_argument(
+        "--allowed-hosts",
+        type=Settings.split_list,
+        help="comma-separated Host names to answer besides loopback names and --host, '*.example.com' for "
+        "subdomains (TESSERA_ALLOWED_HOSTS; in required mode, setting it turns the Host check on)",
+    )
+    serve.add_argument(
+        "--cors-origins",
+        type=Settings.split_list,
+        help="comma-separated browser origins allowed to call the API, e.g. http://localhost:3000 "
+        "(TESSERA_CORS_ORIGINS; default: CORS off)",
+    )
     return parser
 
 
@@ -54,8 +68,12 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
         "shards": args.shards,
         "auth": args.auth,
         "num_cpus": args.num_cpus,
+        "allowed_hosts": args.allowed_hosts,
+        "cors_origins": args.cors_origins,
     }
     settings = Settings.from_env(env, **flags)
+    trusted_hosts(settings)  # refuse names that can never match now rather than when the app is built
+    cors_origins(settings)
     if settings.auth == "open" and not is_loopback(settings.host):
         raise ValueError(
             f"refusing to serve without authentication on {settings.host}: open mode is for loopback addresses "

@@ -1,6 +1,7 @@
 """Computed column endpoints: add, list, describe, drop and recompute the computed columns of a table.
 
-``POST /tables/{t}/computed-columns`` answers 201 Created with the column's info; the others 200.
+``POST /tables/{t}/computed-columns`` answers 200 with the column's info (creating POSTs answer 200), as do
+the others.
 ``GET /tables/{t}/computed-columns`` is a JSON array, like ``GET /tables``. A computed column named in the path
 that does not exist is 404 ``computed_column_not_found``; an unknown column named in the body (the expression,
 ``dependencies``, ``parameters``, a recompute's ``where``) is 400 ``column_not_found``, as in the row endpoints.
@@ -80,7 +81,7 @@ async def _on_column(request: Request, work: Callable[[Table, str], R]) -> R:
 
 async def add_computed_column(request: Request) -> Response:
     body = await parse_body(request, AddComputedColumn)
-    return JSONResponse(await _on_table(request, partial(_add, body=body)), status_code=201)
+    return JSONResponse(await _on_table(request, partial(_add, body=body)))
 
 
 async def list_computed_columns(request: Request) -> Response:

@@ -5,7 +5,8 @@ found by walking the exception's class hierarchy (most specific class first), th
 exception handlers::
 
     SchemaMismatch 422   InvalidRequest 400   NotFound 404   Conflict 409   TooLarge 413   Unauthorized 401
-    UserError 400        ShardUnavailable 503 (Retry-After)  EngineError 500   ValidationError 422
+    UnsupportedMediaType 415   UserError 400   ShardUnavailable, CatalogBusy 503 (Retry-After)   EngineError 500
+    ValidationError 422
     HTTPException (routing: 404 unknown path, 405 wrong method)   anything else 500
 
 A 500 never shows the exception to the client: the body names the request id, and the traceback is logged with it.
@@ -14,6 +15,8 @@ A 500 never shows the exception to the client: the body names the request id, an
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from engine.errors import (
+    CatalogBusy,
     Conflict,
     EngineError,
     IdempotencyKeyReused,
@@ -63,6 +67,37 @@ class BodyTooLarge(TooLarge):
         super().__init__(f"Request body is larger than the limit of {limit} bytes", limit=limit)
 
 
+class UnsupportedMediaType(UserError):
+    """A body in a format the endpoint does not read (``text/plain``, a form): refused before anything runs, which
+    also keeps a web page from sending the API a request a browser would not have checked with CORS first."""
+
+    code = "unsupported_media_type"
+
+    def __init__(self, received: str | None, expected: Sequence[str]) -> None:
+        shown = " or ".join(expected)
+        got = f"Content-Type '{received}' is not supported" if received else "A request body needs a Content-Type"
+        super().__init__(f"{got}; send Content-Type: {shown}", content_type=received, expected=list(expected))
+
+
+class InvalidHost(InvalidRequest):
+    """A ``Host`` header naming a server this is not: what a DNS-rebinding page sends to a loopback service."""
+
+    code = "invalid_host"
+
+    def __init__(self, host: str | None) -> None:
+        message = f"Host '{host}' is not allowed" if host else "The request has no valid Host header"
+        super().__init__(f"{message}; add the name with --allowed-hosts (TESSERA_ALLOWED_HOSTS)", host=host)
+
+
+class CorsRefused(InvalidRequest):
+    """A CORS preflight from an origin (or asking for a method or header) that the server does not allow."""
+
+    code = "cors_refused"
+
+    def __init__(self, origin: str, refused: str) -> None:
+        super().__init__(f"CORS preflight refused ({refused}) for origin '{origin}'", origin=origin)
+
+
 class NotReady(ShardUnavailable):
     code = "not_ready"
 
@@ -80,9 +115,12 @@ class ComputedColumnNotFound(NotFound):
 __all__ = [
     "BodyTooLarge",
     "ComputedColumnNotFound",
+    "CorsRefused",
+    "InvalidHost",
     "InvalidParameter",
     "NotReady",
     "Unauthorized",
+    "UnsupportedMediaType",
     "error_response",
     "exception_handlers",
     "status_for",
@@ -91,6 +129,7 @@ __all__ = [
 # -- the mapping -------------------------------------------------------------------------------------------------
 _STATUS: dict[type[BaseException], int] = {
     Unauthorized: 401,
+    UnsupportedMediaType: 415,
     SchemaMismatch: 422,
     IdempotencyKeyReused: 422,
     InvalidRequest: 400,
@@ -99,11 +138,13 @@ _STATUS: dict[type[BaseException], int] = {
     TooLarge: 413,
     UserError: 400,
     ShardUnavailable: 503,
+    CatalogBusy: 503,
     EngineError: 500,
     ValidationError: 422,
 }
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 _GENERIC = "Internal server error"
+_RETRYABLE = (ShardUnavailable, CatalogBusy)  # our side is busy or recovering: shown, with Retry-After
 
 
 def status_for(exc: BaseException) -> int:
@@ -150,10 +191,10 @@ def error_response(request: Request, exc: BaseException) -> Response:
         headers.update(exc.headers or {})
     elif isinstance(exc, ValidationError):
         body = _validation_body(exc)
-    elif isinstance(exc, (UserError, ShardUnavailable)):
+    elif isinstance(exc, (UserError, *_RETRYABLE)):
         body = exc.to_dict()
-        if isinstance(exc, ShardUnavailable):
-            headers["Retry-After"] = str(int(exc.fields.get("retry_after", 1)))
+        if isinstance(exc, _RETRYABLE):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.fields.get("retry_after", 1))))
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = "Bearer"
     else:

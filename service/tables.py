@@ -1,6 +1,7 @@
 """Table endpoints: list, create, describe, drop.
 
-``POST /tables`` answers 201 Created; the others 200.
+``POST /tables`` answers 200 with the created table, as the original Pixeltable server does (the contract's
+"creating POSTs answer 200"); so do the others.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ async def list_tables(request: Request) -> Response:
 
 async def create_table(request: Request) -> Response:
     body = await parse_body(request, CreateTable)
-    return JSONResponse(await run_in_threadpool(_create, database(request), body), status_code=201)
+    return JSONResponse(await run_in_threadpool(_create, database(request), body))
 
 
 async def get_table(request: Request) -> Response:

@@ -1,11 +1,12 @@
 """UDF endpoints: register, list, describe, replace, drop and execute the user-defined functions of a table.
 
-``POST /tables/{t}/udfs`` answers 200 with the UDF's info (creating POSTs answer 200); ``PUT /tables/{t}/udfs/{name}`` replaces a UDF's
-code (and, while no computed column calls it, its parameters and return type) and marks the stored columns that
-call it ``stale``; the others answer 200. ``GET /tables/{t}/udfs`` is a JSON array, like ``GET /tables``. An execute
-body is the arguments by name: a missing, unknown or mistyped argument is 422 naming each; a UDF that raises (or
-returns the wrong type) is 400 ``udf_error``; one that overruns a sandbox limit is 400 ``udf_limit_exceeded`` naming
-the limit. The engine's errors map to statuses in ``service.errors``.
+``POST /tables/{t}/udfs`` answers 200 with the UDF's info (creating POSTs answer 200, as the original Pixeltable
+server does); ``PUT /tables/{t}/udfs/{name}`` replaces a UDF's code (and, while no computed column calls it, its
+parameters and return type) and marks the stored columns that call it ``stale``; the others answer 200.
+``GET /tables/{t}/udfs`` is a JSON array, like ``GET /tables``. An execute body is the arguments by name: a
+missing, unknown or mistyped argument is 422 naming each; a UDF that raises (or returns the wrong type) is 400
+``udf_error``; one that overruns a sandbox limit is 400 ``udf_limit_exceeded`` naming the limit. The engine's errors
+map to statuses in ``service.errors``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from engine import Database, Settings
+
 ErrorCheck = Callable[..., dict[str, Any]]
 ADMIN_KEY = "test-admin-key-0123456789"
 
@@ -45,9 +47,19 @@ def test_admin_key_is_accepted(auth_url: str, client: httpx.Client, name: str, h
     with httpx.Client(base_url=auth_url, headers=headers) as c:
         assert c.get("/tables").status_code == 200
         r = c.post("/tables", json={"name": name, "schema": {"columns": {"id": "int"}}, "primary_key": "id"})
-        assert r.status_code == 201, r.text
-        assert c.post(f"/tables/{name}/rows", json={"data": {"id": 1}}).status_code == 201
+        assert r.status_code == 200, r.text
+        assert c.post(f"/tables/{name}/rows", json={"data": {"id": 1}}).status_code == 200
     assert client.get(f"/tables/{name}/rows/count").json()["row_count"] == 1  # same database as the open app
+
+
+def test_the_key_stays_out_of_the_settings_repr(auth_url: str, db: Database) -> None:
+    for settings in (Settings(admin_key="s3cret"), db.settings.with_(auth="required", admin_key=ADMIN_KEY)):
+        assert settings.admin_key in ("s3cret", ADMIN_KEY)
+        assert settings.admin_key not in repr(settings)
+        assert settings.admin_key not in str(settings)
+        assert settings.admin_key not in f"{settings!r} {[settings]}"
+    assert "auth='required'" in repr(settings)
+    assert httpx.get(f"{auth_url}/tables", headers={"X-API-Key": ADMIN_KEY}).status_code == 200
 
 
 def test_writes_without_a_key_change_nothing(auth_url: str, users: str, row_count: Callable[[str], int]) -> None:

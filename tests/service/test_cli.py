@@ -58,6 +58,28 @@ def test_required_mode_needs_a_key() -> None:
     assert (s.auth, s.admin_key) == ("required", "k")
 
 
+def test_allowed_hosts_and_cors_origins() -> None:
+    assert (settings_from(args(), env={}).allowed_hosts, settings_from(args(), env={}).cors_origins) == ((), ())
+    env = {"TESSERA_ALLOWED_HOSTS": "tessera.local, *.corp.example", "TESSERA_CORS_ORIGINS": "http://localhost:3000"}
+    s = settings_from(args(), env=env)
+    assert s.allowed_hosts == ("tessera.local", "*.corp.example")
+    assert s.cors_origins == ("http://localhost:3000",)
+    s = settings_from(args("--allowed-hosts", "a.example,b.example", "--cors-origins", "https://x.example,"), env=env)
+    assert (s.allowed_hosts, s.cors_origins) == (("a.example", "b.example"), ("https://x.example",))
+
+
+@pytest.mark.parametrize("host", ["tessera.local:8000", "http://tessera.local", "a.*.example", "*example.com"])
+def test_an_allowed_host_that_cannot_match_is_refused(host: str) -> None:
+    with pytest.raises(ValueError, match="cannot match a Host header"):
+        settings_from(args("--allowed-hosts", host), env={})
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:3000/", "localhost:3000", "https://app.example/path"])
+def test_a_cors_origin_with_a_path_or_without_scheme_is_refused(origin: str) -> None:
+    with pytest.raises(ValueError, match="is not an origin"):
+        settings_from(args(), env={"TESSERA_CORS_ORIGINS": origin})
+
+
 def test_bad_environment_value() -> None:
     with pytest.raises(ValueError, match="TESSERA_PORT"):
         settings_from(args(), env={"TESSERA_PORT": "eighty"})
@@ -117,7 +139,7 @@ def test_serve_starts_and_stops(tmp_path: Path, db: Database) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         r = httpx.post(f"{url}/api/v1/tables", json={"name": "cli", "schema": {"columns": {"x": "int"}}})
-        assert r.status_code == 201
+        assert r.status_code == 200
         assert (data / "catalog.db").exists()
     finally:
         proc.send_signal(signal.SIGINT)

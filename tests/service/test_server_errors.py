@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine import Database
-from engine.errors import ShardUnavailable, StorageError
+from engine.errors import CatalogBusy, ShardUnavailable, StorageError
 from service import create_app
 from service.errors import NotReady
 
@@ -39,10 +39,15 @@ async def not_ready(request: Request) -> Response:
     raise NotReady("Engine not ready")
 
 
+async def busy(request: Request) -> Response:
+    raise CatalogBusy()
+
+
 @pytest.fixture(scope="module")
 def failing(serve: Callable[..., str], db: Database) -> str:
     app = create_app(db, db.settings.with_(auth="open"))
-    for path, endpoint in [("/boom", boom), ("/storage", storage), ("/shard", shard), ("/not-ready", not_ready)]:
+    routes = [("/boom", boom), ("/storage", storage), ("/shard", shard), ("/not-ready", not_ready), ("/busy", busy)]
+    for path, endpoint in routes:
         app.router.routes.insert(0, Route(path, endpoint, methods=["GET", "POST"]))
     return serve(app)
 
@@ -80,6 +85,14 @@ def test_shard_unavailable_is_503_with_retry_after(failing: str, expect_error: E
 def test_not_ready_is_503(failing: str, expect_error: ErrorCheck) -> None:
     r = httpx.get(failing + "/not-ready")
     expect_error(r, 503, "not_ready")
+    assert r.headers["retry-after"] == "1"
+
+
+def test_a_busy_catalog_is_503_with_retry_after(failing: str, expect_error: ErrorCheck) -> None:
+    """SQLite still locked after its busy timeout: nothing changed, worth retrying; not a 500."""
+    r = httpx.post(failing + "/busy", json={})
+    body = expect_error(r, 503, "busy", "retry")
+    assert body["retry_after"] == 1
     assert r.headers["retry-after"] == "1"
 
 

@@ -18,7 +18,7 @@ def create(client: httpx.Client, name: str, columns: dict[str, Any], **extra: An
 
 def test_create_describe_list_drop(client: httpx.Client, name: str) -> None:
     r = create(client, name, {"id": "int", "label": {"type": "string", "nullable": False}}, primary_key="id", shards=3)
-    assert r.status_code == 201
+    assert r.status_code == 200
     assert r.headers["x-request-id"]
     body = r.json()
     assert body["message"] == f"Table '{name}' created successfully"
@@ -74,7 +74,7 @@ def test_row_count_in_info(client: httpx.Client, users: str) -> None:
 
 def test_create_without_primary_key_and_default_shards(client: httpx.Client, name: str) -> None:
     r = create(client, name, {"v": "float"})
-    assert r.status_code == 201
+    assert r.status_code == 200
     info = r.json()["table"]
     assert info["primary_key"] is None
     assert info["shards"] >= 1
@@ -86,7 +86,7 @@ def test_create_composite_key_all_types(client: httpx.Client, name: str) -> None
         for t in ("int", "float", "string", "bool", "json", "timestamp", "date", "image", "video", "audio", "document")
     }
     r = create(client, name, columns, primary_key=["string", "date"])
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     info = r.json()["table"]
     assert info["primary_key"] == ["string", "date"]
     assert [c["type"] for c in info["columns"]] == list(columns)

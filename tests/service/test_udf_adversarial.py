@@ -4,7 +4,7 @@ The cases are the JSON files of ``tests/fixtures/udf_adversarial`` (one per case
 sandbox escapes and denial of service in Python, JavaScript and SQL. Each file holds the UDF (``language``, ``code``,
 ``parameters``, ``return_type``), the ``execute`` arguments, and what must happen (``expect``):
 
-- ``phase``: ``register`` (registering fails) or ``execute`` (registering answers 201, executing fails);
+- ``phase``: ``register`` (registering fails) or ``execute`` (registering answers 200, executing fails);
 - ``status`` and ``code`` of the error; ``limit`` for ``udf_limit_exceeded``, a name or a list of the names allowed;
   ``detail_contains``, a case-insensitive part of ``detail``.
 
@@ -88,10 +88,10 @@ def answered(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]
 
 def make_table(client: httpx.Client, table: str, rows: list[dict[str, Any]] | None = None) -> None:
     r = client.post("/tables", json={"name": table, "schema": SCHEMA, "primary_key": "id", "shards": 1})
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     if rows:
         r = client.post(f"/tables/{table}/rows/batch", json={"rows": rows})
-        assert r.status_code == 201, r.text
+        assert r.status_code == 200, r.text
 
 
 def register(client: httpx.Client, table: str, name: str, language: str, code: str, **more: Any) -> httpx.Response:
@@ -108,7 +108,7 @@ def register(client: httpx.Client, table: str, name: str, language: str, code: s
 
 def registered(client: httpx.Client, table: str, name: str, language: str, code: str) -> dict[str, Any]:
     r = register(client, table, name, language, code)
-    assert r.status_code == 201, r.text
+    assert r.status_code == 200, r.text
     info: dict[str, Any] = r.json()
     return info
 
@@ -165,7 +165,7 @@ def test_adversarial_udf(client: httpx.Client, name: str, db: Database, expect_e
         params = {"parameters": case["parameters"], "return_type": case["return_type"]}
         r = register(bounded, name, "f", case["language"], case["code"], **params)
         if expect["phase"] == "execute":
-            assert r.status_code == 201, r.text
+            assert r.status_code == 200, r.text
             r = execute(bounded, name, "f", case["execute"])
     body = expect_error(r, expect["status"], expect["code"])
     if "detail_contains" in expect:
