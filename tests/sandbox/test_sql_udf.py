@@ -1,19 +1,21 @@
 """SQL UDFs translated to engine expressions (sandbox.sql): values against SQLite and SQL's rules, every refusal with
-its message and position, and garbage that must only ever be refused. Pure, no Ray."""
+its message and position, and garbage that must be refused cleanly or, if accepted, agree with SQLite. Pure, no Ray."""
 
 from __future__ import annotations
 
 import ast
 import math
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 
+import engine
 from engine.errors import UdfCompileError
 from engine.expr.compiler import compile_expression
 from engine.expr.evaluate import evaluate
@@ -575,11 +577,12 @@ WORDS = [
     *[
         "read_csv",
         "foo",
-        "price",
+        "a",
+        "i",
         "s",
-        "t.price",
-        '"price"',
-        '"Price"',
+        "t.a",
+        '"a"',
+        '"A"',
         "1",
         "0",
         "-1",
@@ -598,22 +601,66 @@ WORDS = [
 ]
 
 
-def _accepted_or_refused(code: str) -> None:
+# The forms where SQLite is no oracle, as the translation follows DuckDB (sandbox.sql's docstring; EXPECTED pins them).
+SQLITE_DIFFERS = re.compile(
+    r"/"  # divides ints exactly
+    r"|%|\bMOD\b"  # the remainder of floats
+    r"|\bROUND\b"  # halves to even
+    r"|\b(VARCHAR|TEXT|STRING)\b"  # CAST to text writes values as str() does
+    r"|\bCAST\b.*('|\bs\b)|('|\bs\b).*\bCAST\b"  # CAST of text that is not a number: SQLite reads 0, we fail the cell
+    r"|'\s+'",  # adjacent string literals: SQL joins them, SQLite reads a value and its alias
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def adds_strings(code: str) -> bool:
+    """Whether the translation of ``code`` puts strings under '+': a known bug, see test_plus_does_not_join_strings."""
+    schema = build_schema("t", TYPES, None)
+    tree = ast.parse(to_expression(code, list(TYPES)), mode="eval")
+    return any(
+        isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.Add)
+        and compile_expression(ast.unparse(node), schema).type == "string"
+        for node in ast.walk(tree)
+    )
+
+
+def refused_or_like_sqlite(code: str) -> bool:
+    """``code`` is refused with a clean error (a 400), or it compiles, runs, and computes what SQLite computes;
+    returns whether it was accepted."""
     try:
-        text = to_expression(code, ["price", "s"])
-    except UdfCompileError as exc:
-        assert exc.line >= 1 and exc.col >= 1
-        return
-    ast.parse(text, mode="eval")  # whatever is accepted is valid engine syntax
+        run(code)
+    except UdfCompileError as exc:  # refused by the translation, at a place in the code
+        assert exc.line >= 1 and exc.col >= 1 and exc.fields["language"] == "sql", exc
+        return False
+    except engine.UserError:  # translated, then refused by the engine's type checks ("s * 2"), as registering does
+        return False
+    if SQLITE_DIFFERS.search(code) or adds_strings(code):
+        return True
+    try:
+        sqlite(code)
+    except sqlite3.OperationalError:  # not SQLite's SQL: "x::INT", "a ^ 2", CONCAT, LEAST (EXPECTED has them)
+        return True
+    matches_sqlite(code)
+    return True
+
+
+@pytest.mark.xfail(strict=True, reason="bug: SQL '+' becomes the engine's '+', which joins strings")
+def test_plus_does_not_join_strings() -> None:
+    """SQL's '+' adds numbers (SQLite reads 'ab' + 'c' as 0 + 0, DuckDB refuses it): it must not concatenate."""
+    with pytest.raises(engine.UserError):
+        run("s + 'x'")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=120))
-def test_random_text_is_only_ever_refused(code: str) -> None:
-    _accepted_or_refused(code)
+def test_random_text_is_refused_or_like_sqlite(code: str) -> None:
+    if refused_or_like_sqlite(code):
+        target(float(len(code)), label="length of accepted text")
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from(WORDS), max_size=25), st.sampled_from([" ", "", "\n"]))
-def test_token_soup_is_only_ever_refused(words: list[str], separator: str) -> None:
-    _accepted_or_refused(separator.join(words))
+def test_token_soup_is_refused_or_like_sqlite(words: list[str], separator: str) -> None:
+    if refused_or_like_sqlite(separator.join(words)):  # steer towards longer soups that are accepted
+        target(float(len(words)), label="words in an accepted soup")

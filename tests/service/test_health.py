@@ -16,7 +16,7 @@ def test_health(base_url: str, path: str) -> None:
     body = r.json()
     assert body["status"] == "healthy"
     assert body["version"] == "0.1.0"
-    assert isinstance(body["tables"], int) and body["tables"] >= 0
+    assert type(body["tables"]) is int and body["tables"] == len(httpx.get(base_url + "/api/v1/tables").json())
     assert body["ray"] == "connected"
     assert r.headers["x-request-id"]
 
@@ -24,6 +24,8 @@ def test_health(base_url: str, path: str) -> None:
 def test_health_counts_tables(client: httpx.Client, users: str) -> None:
     tables = len(client.get("/tables").json())
     assert client.get("/health").json()["tables"] == tables
+    assert client.delete(f"/tables/{users}").status_code == 200
+    assert client.get("/health").json()["tables"] == tables - 1
 
 
 @pytest.mark.parametrize("path", ["/ready", "/api/v1/ready"])

@@ -20,6 +20,7 @@ compute correctly. No response may be a 5xx, and every error must be the service
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from engine import Database
@@ -80,10 +82,21 @@ def checked(r: httpx.Response) -> httpx.Response:
     return r
 
 
-def answered(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
-    """The response and when it arrived (``time.monotonic()``), to order it against other calls."""
+def answered(call: Callable[[], httpx.Response], other: threading.Event) -> tuple[httpx.Response, bool]:
+    """The response, and whether it came while ``other`` was not yet set: the order of two completions."""
     r = call()
-    return checked(r), time.monotonic()
+    return checked(r), not other.is_set()
+
+
+def sandbox_cpu_seconds() -> float:
+    """The CPU time spent so far by this process's sandbox workers (the servers run here, in threads)."""
+    total = 0.0
+    for worker in psutil.Process().children():
+        with contextlib.suppress(psutil.NoSuchProcess):  # gone since the listing
+            if "sandbox.worker" in worker.cmdline():
+                cpu = worker.cpu_times()
+                total += cpu.user + cpu.system
+    return total
 
 
 def make_table(client: httpx.Client, table: str, rows: list[dict[str, Any]] | None = None) -> None:
@@ -209,17 +222,21 @@ def test_runaway_udf_does_not_block_other_requests(
     warm_workers(client, name)
     done = threading.Event()
 
-    def run_away() -> tuple[httpx.Response, float]:
+    def run_away() -> httpx.Response:
         with httpx.Client(base_url=client.base_url, timeout=60) as own:
             try:
-                r = checked(own.post(f"/tables/{name}/udfs/runaway/execute", json={"x": 1.0}))
-                return r, time.monotonic()
+                return checked(own.post(f"/tables/{name}/udfs/runaway/execute", json={"x": 1.0}))
             finally:
                 done.set()
 
     with ThreadPoolExecutor(1) as pool:
+        idle = sandbox_cpu_seconds()  # the warm workers wait for work: their CPU time stands still
         runaway = pool.submit(run_away)
-        time.sleep(0.3)  # let it reach its worker
+        deadline = time.monotonic() + 60
+        while sandbox_cpu_seconds() < idle + 0.1:  # until the runaway code runs in a worker
+            assert not done.is_set(), runaway.result()
+            assert time.monotonic() < deadline, "the runaway call never reached a worker"
+            time.sleep(0.01)
         assert not done.is_set(), runaway.result()
         others = {
             "health": lambda: client.get("/health"),
@@ -227,11 +244,11 @@ def test_runaway_udf_does_not_block_other_requests(
             "good_py": lambda: execute(client, name, "good_py", {"x": 20.5}),
             "good_js": lambda: execute(client, name, "good_js", {"x": 20.5}),
         }
-        answers = {what: answered(call) for what, call in others.items()}
-        r, ended = runaway.result()
-    for what, (answer, arrived) in answers.items():
+        answers = {what: answered(call, done) for what, call in others.items()}
+        r = runaway.result()
+    for what, (answer, before_runaway) in answers.items():
         assert answer.status_code == 200, (what, answer.text)
-        assert arrived < ended, what  # served while the runaway call ran, not queued behind it
+        assert before_runaway, what  # served while the runaway call ran, not queued behind it
     assert answers["health"][0].json()["status"] == "healthy"
     assert [row["id"] for row in answers["rows"][0].json()["rows"]] == [1, 2, 3, 4, 5]
     assert answers["good_py"][0].json()["result"] == answers["good_js"][0].json()["result"] == 42.0
