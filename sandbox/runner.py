@@ -1,9 +1,10 @@
-"""``SandboxRunner``: the engine's ``UdfRunner``, running Python and JavaScript UDFs in sandbox workers.
+"""``SandboxRunner``: Python and JavaScript UDFs checked and run in the sandbox's worker processes.
 
-``check`` compiles a definition in a worker (its top level runs there, under the limits) and looks for an inline
-form (``sandbox.inline``); SQL is translated (``sandbox.sql``) and never reaches a worker. ``run`` sends the argument
-columns in batches of ``Limits.batch_rows`` rows and builds the result column and the per-row errors from the
-answers. Arrow stays on this side: numbers cross as raw buffers, text and JSON as JSON arrays.
+The ``python`` and ``javascript`` UDF languages (``plugins.udf_languages``) share one runner per registry, so one
+pool of workers per process. ``check`` compiles a definition in a worker (its top level runs there, under the limits)
+and looks for an inline form (``sandbox.inline``). ``run`` sends the argument columns in batches of
+``Limits.batch_rows`` rows and builds the result column and the per-row errors from the answers. Arrow stays on this
+side: numbers cross as raw buffers, text and JSON as JSON arrays.
 """
 
 from __future__ import annotations
@@ -24,17 +25,22 @@ from sandbox.pool import Limits, Pool, WorkerDied
 
 
 class SandboxRunner:
+    """Python and JavaScript UDFs over one pool of workers (``limits``: the keyword arguments of ``Limits``)."""
+
+    LANGUAGES = ("python", "javascript")
+
     def __init__(self, **limits: Any) -> None:
         self.limits = Limits(**limits)
         self.pool = Pool(self.limits)
 
     def check(self, udf: Udf) -> str | None:
-        # Imported here: only the process registering UDFs needs them (sqlglot alone takes a third of a second).
-        from sandbox import inline, sql
+        """Compile ``udf`` in a worker; its inline expression, or None; raises UdfCompileError (line, col)."""
+        # Imported here: only the process registering UDFs needs it.
+        from sandbox import inline
 
         names = [p.name for p in udf.parameters]
-        if udf.language == "sql":
-            return sql.to_expression(udf.code, names)
+        if udf.language not in self.LANGUAGES:
+            raise UdfCompileError(f"the sandbox runs Python and JavaScript, not {udf.language}", line=1, col=1)
         reply, _ = self._call(udf, {"op": "check", "udf": _describe(udf)})
         if not reply.get("ok"):
             raise UdfCompileError(
@@ -62,6 +68,7 @@ class SandboxRunner:
         return StepResult(pa.concat_arrays(values), pa.concat_arrays(errors))
 
     def close(self) -> None:
+        """Stop the idle workers; later calls start new ones."""
         self.pool.close()
 
     def _batch(self, udf: Udf, arrays: list[pa.Array], n: int) -> tuple[pa.Array, pa.Array]:

@@ -1,23 +1,29 @@
-"""The ``tessera`` command: ``tessera serve`` starts the engine and the REST service on one machine.
+"""The ``tessera`` command: ``tessera serve`` starts the engine and the REST service on one machine;
+``tessera plugins`` lists what the installed plugins register.
 
 Every flag can also come from a ``TESSERA_*`` environment variable (``TESSERA_PORT=9000``); flags win.
 
     tessera serve                                  # http://127.0.0.1:8000, data in ./tessera-data, local Ray
     tessera serve --host 0.0.0.0 --auth required   # with TESSERA_ADMIN_KEY set
     tessera serve --allowed-hosts tessera.local --cors-origins http://localhost:3000
+    tessera plugins --json                         # functions, UDF languages ... and the plugin providing each
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
 from engine import Settings
+from engine.errors import PluginError
+from engine.registry import Registry
+from plugins.listing import render
 from service.middleware import cors_origins, trusted_hosts
 
 EXIT_USAGE = 2
@@ -46,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated browser origins allowed to call the API, e.g. http://localhost:3000 "
         "(TESSERA_CORS_ORIGINS; default: CORS off)",
     )
+    listing = commands.add_parser("plugins", help="list the registered functions, UDF languages, formats ...")
+    listing.add_argument("--json", action="store_true", help="print JSON: {kind: [{name, plugin, module, ...}]}")
     return parser
 
 
@@ -121,8 +129,22 @@ def serve(settings: Settings) -> None:
         db.close()
 
 
+def list_plugins(output: Literal["text", "json"] = "text") -> int:
+    """Print what the entry points register (this process's view: no Ray, no data directory needed)."""
+    try:
+        registry = Registry.load()
+    except (PluginError, ValueError) as exc:  # ValueError: a TESSERA_* variable that does not parse
+        print(f"tessera: error: {exc}", file=sys.stderr)
+        return 1
+    description = registry.describe()
+    print(json.dumps(description, indent=2) if output == "json" else render(description))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "plugins":
+        return list_plugins("json" if args.json else "text")
     try:
         settings = settings_from(args)
     except ValueError as exc:

@@ -15,9 +15,10 @@ Semantics follow Python where that is cheap, with Arrow's null propagation and K
 - ``x == None`` / ``x != None`` test for null; ``x in [...]`` treats a null ``x`` like Python's ``None``: it is in the
   list only if the list holds ``None``.
 
-Functions. Calls go through one registry, ``FUNCTIONS`` (the built-ins are in ``engine.expr.functions``), and the extra
-``functions`` a caller passes to ``compile_expression`` (a table's UDFs), which are looked up first. A function takes
-the compiled arguments and returns a ``Compiled`` (built with ``apply`` or ``guarded``), or raises ``ArgumentError`` /
+Functions. A call is looked up in the extra ``functions`` a caller passes to ``compile_expression`` (a table's UDFs)
+first, then in the functions of the process's plugin registry (``engine.registry.current()``: the built-ins are
+plugins in ``plugins/functions/``, and any installed package may add its own), merged once per registry, so the lookup
+is a dict lookup. A function (``engine.expr.args`` has the helpers to write one) takes the compiled arguments and returns a ``Compiled`` (built with ``apply`` or ``guarded``), or raises ``ArgumentError`` /
 ``TypeError``, which become an ``InvalidExpression`` at the argument or the call. Work an Arrow expression cannot do
 is a *step*: the function returns a ``StepCall`` holding a kernel, a picklable callable compared by value that maps the
 arguments' whole columns to a column (``list[pa.Array] -> pa.Array | StepResult``). Steps run before the main
@@ -85,10 +86,10 @@ from engine.expr.core import (
     steps_of,
     unify,
 )
-from engine.expr.functions import FUNCTIONS
 from engine.model.coerce import INT_MAX, INT_MIN, coerce_value
 from engine.model.schema import Column, TableSchema
 from engine.model.types import arrow_type
+from engine.registry import current
 
 
 def compile_expression(
@@ -101,7 +102,7 @@ def compile_expression(
 ) -> Compiled:
     """Compile ``text`` against ``schema``; raises InvalidExpression or ColumnNotFound.
 
-    ``functions`` adds callable names to ``FUNCTIONS`` (a table's UDFs), looked up first. ``bindings`` gives names
+    ``functions`` adds callable names (a table's UDFs), looked up before the registry's. ``bindings`` gives names
     a compiled value instead of a column (an inlined UDF's parameters bound to its arguments).
 
     >>> from engine.model.schema import build_schema
@@ -109,7 +110,8 @@ def compile_expression(
     >>> (c.type, sorted(c.columns))
     ('int', ['balance'])
     """
-    cx = _Context(text[:MAX_LENGTH], schema, field, functions or {}, itertools.count(), bindings or {})
+    library = current().functions()
+    cx = _Context(text[:MAX_LENGTH], schema, field, functions or {}, library, itertools.count(), bindings or {})
     if len(text) > MAX_LENGTH:
         raise cx.at(f"expression is longer than {MAX_LENGTH} characters", *_position(text, MAX_LENGTH))
     try:
@@ -130,6 +132,7 @@ class _Context:
     schema: TableSchema
     field: str
     functions: Mapping[str, Function]
+    library: Mapping[str, Function]  # the registry's
     steps: Iterator[int]  # numbers the steps' hidden columns
     bindings: Mapping[str, Compiled]
 
@@ -143,7 +146,7 @@ class _Context:
         return result
 
     def function(self, name: str) -> Function | None:
-        return self.functions.get(name) or FUNCTIONS.get(name)
+        return self.functions.get(name) or self.library.get(name)
 
     def step(self, name: str, node: ast.Call, call: StepCall) -> Compiled:
         """The call's result as a hidden column, computed by a new step."""
@@ -424,6 +427,3 @@ _HANDLERS: dict[type[ast.AST], Callable[[Any, _Context], Compiled]] = {
     ast.IfExp: _ifexp,
     ast.Call: _call,
 }
-
-
-# The built-in functions register themselves in FUNCTIONS; imported last, as they build on the names above.

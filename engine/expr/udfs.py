@@ -1,11 +1,11 @@
-"""Calling user-defined functions: the runner interface the sandbox implements, and how calls compile and run.
+"""Calling user-defined functions: how calls compile and run.
 
 A UDF belongs to a table and lives in its schema (``TableSchema.udfs``), so it travels with the schema to every
 shard and a change to it is a schema change (a write planned before it is refused with ``schema_changed``).
 
-The engine never runs UDF code. It asks a ``UdfRunner`` (implemented by ``sandbox.runner``, installed by the
-composition root, or loaded lazily from ``Settings.udf_runner``) to *check* a definition when it is registered and
-to *run* it over whole Arrow columns. A check may find that the function is a single expression built from
+The engine never runs UDF code. It asks the UDF's language (an ``engine.registry.UdfLanguage`` that a plugin
+registers: the built-in ``python``, ``javascript`` and ``sql`` are in ``plugins.udf_languages``), found in the
+process's registry, to *check* a definition when it is registered and to *run* it over whole Arrow columns. A check may find that the function is a single expression built from
 arithmetic, comparisons and conditionals: it then hands back that expression (``Udf.inline``) and calls compile into
 the same vectorised kernels as a computed column's expression, with no sandbox round trip. SQL UDFs are always
 inlined: SQL is translated, never run.
@@ -13,8 +13,8 @@ inlined: SQL is translated, never run.
 In an expression (a computed column of type ``udf`` or ``expression``), ``name(arg, ...)`` compiles to:
 
 - the inline expression with each parameter bound to its argument (converted to the parameter's type), or
-- a *step* (``engine.expr.core``) whose kernel (``UdfKernel``) sends the argument columns to the runner in
-  batches; failing rows become failing cells (``on_error``), a limit that was hit fails the whole computation.
+- a *step* (``engine.expr.core``) whose kernel (``UdfKernel``) hands the argument columns to the language (the
+  sandbox's languages send them to worker processes in batches); failing rows become failing cells (``on_error``), a limit that was hit fails the whole computation.
 
 ``deterministic`` UDFs are called once per distinct argument tuple within a computation.
 """
@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib
 import math
-import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import orjson
@@ -36,7 +34,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.errors import FieldError, SandboxUnavailable, SchemaMismatch, UdfRuntimeError
+from engine.errors import FieldError, SchemaMismatch, UdfRuntimeError
 from engine.expr.compiler import compile_expression
 from engine.expr.core import ArgumentError, Compiled, Function, StepCall, StepResult, convert
 from engine.expr.evaluate import evaluate
@@ -44,55 +42,13 @@ from engine.model.coerce import column_array
 from engine.model.schema import Column, TableSchema
 from engine.model.types import is_textual
 from engine.model.udfs import Parameter, Udf
+from engine.registry import UdfLanguage, current
 
 
-# -- the runner ----------------------------------------------------------------------------------------------------
-class UdfRunner(Protocol):
-    """Runs UDF code somewhere safe. Implemented by ``sandbox.runner.SandboxRunner``."""
-
-    def check(self, udf: Udf) -> str | None:
-        """Compile ``udf`` in the sandbox; return its inline expression (or None); raise UdfCompileError."""
-
-    def run(self, udf: Udf, arrays: Sequence[pa.Array], rows: int) -> StepResult:
-        """``udf`` over ``rows`` rows of ``arrays`` (one per parameter, of the parameters' Arrow types).
-
-        Returns values of the return type's Arrow type, and a reason where a row failed (null elsewhere).
-        Raises UdfLimitExceeded when a limit was hit.
-        """
-
-
-@dataclass
-class _Installed:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    runner: UdfRunner | None = None
-    spec: tuple[str, Mapping[str, Any]] | None = None
-
-
-_INSTALLED = _Installed()
-
-
-def install(runner: UdfRunner | None) -> None:
-    """Use ``runner`` in this process (None forgets it)."""
-    with _INSTALLED.lock:
-        _INSTALLED.runner = runner
-
-
-def configure(path: str, options: Mapping[str, Any]) -> None:
-    """Load the runner ``module:Class`` with ``options`` when first needed (unless one is installed)."""
-    with _INSTALLED.lock:
-        _INSTALLED.spec = (path, dict(options))
-
-
-def runner() -> UdfRunner:
-    """The runner of this process; raises SandboxUnavailable if none is installed or configured."""
-    with _INSTALLED.lock:
-        if _INSTALLED.runner is None and _INSTALLED.spec is not None:
-            path, options = _INSTALLED.spec
-            module, _, name = path.partition(":")
-            _INSTALLED.runner = getattr(importlib.import_module(module), name)(**options)
-        if _INSTALLED.runner is None:
-            raise SandboxUnavailable("no UDF sandbox is configured in this process")
-        return _INSTALLED.runner
+# -- the language ------------------------------------------------------------------------------------------------
+def language(udf: Udf) -> UdfLanguage:
+    """The language ``udf`` is written in, from this process's registry; PluginError if none provides it."""
+    return current().language(udf.language)
 
 
 NO_COLUMNS = TableSchema("udf", ())
@@ -129,7 +85,7 @@ def _argument(i: int, arg: Compiled, p: Parameter) -> Compiled:
 
 @dataclass(frozen=True)
 class UdfKernel:
-    """A step kernel: the UDF over whole columns, through this process's runner (deterministic: memoised)."""
+    """A step kernel: the UDF over whole columns, through its language in this process (deterministic: memoised)."""
 
     udf: Udf
 
@@ -138,19 +94,19 @@ class UdfKernel:
         args = arrays[: len(self.udf.parameters)]
         if self.udf.deterministic and rows > 1:
             return _memoised(self.udf, args, rows)
-        return runner().run(self.udf, args, rows)
+        return language(self.udf).run(self.udf, args, rows)
 
 
 def _memoised(udf: Udf, args: list[pa.Array], rows: int) -> StepResult:
     """The UDF once per distinct argument tuple, spread back over the rows."""
     if not args:
-        once = runner().run(udf, [], 1)
+        once = language(udf).run(udf, [], 1)
         index = pa.array(np.zeros(rows, np.int64))
         return StepResult(once.values.take(index), once.errors.take(index))
     if len(args) == 1:
         distinct = pc.unique(args[0])
         if len(distinct) == rows:
-            return runner().run(udf, args, rows)
+            return language(udf).run(udf, args, rows)
         index = pc.index_in(args[0], value_set=distinct, skip_nulls=False)
         unique_args = [distinct]
     else:
@@ -159,13 +115,13 @@ def _memoised(udf: Udf, args: list[pa.Array], rows: int) -> StepResult:
         assert isinstance(frame, pl.DataFrame)
         distinct_frame = frame.unique(maintain_order=True)
         if distinct_frame.height == rows:
-            return runner().run(udf, args, rows)
+            return language(udf).run(udf, args, rows)
         numbered = distinct_frame.with_row_index("_u")
         joined = frame.join(numbered, on=names, how="left", nulls_equal=True, maintain_order="left")
         index = joined["_u"].to_arrow()
         unique_args = [distinct_frame[n].to_arrow() for n in names]
         unique_args = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in unique_args]
-    once = runner().run(udf, unique_args, len(unique_args[0]))
+    once = language(udf).run(udf, unique_args, len(unique_args[0]))
     return StepResult(once.values.take(index), once.errors.take(index))
 
 
@@ -210,7 +166,7 @@ def execute(udf: Udf, values: Mapping[str, Any]) -> Any:
         reason = outcome.first_error.partition(": ")[2] if outcome.errors and outcome.first_error else None
         value = outcome.values[0]
     else:
-        result = runner().run(udf, arrays, 1)
+        result = language(udf).run(udf, arrays, 1)
         reason, value = result.errors[0].as_py(), result.values[0]
     if reason is not None:
         raise UdfRuntimeError(f"UDF '{udf.name}' failed: {reason}", udf=udf.name, reason=reason)

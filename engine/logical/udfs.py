@@ -1,4 +1,8 @@
-"""Registering a UDF: its definition validated field by field, then checked (compiled) by the runner."""
+"""Registering a UDF: its definition validated field by field, then checked (compiled) by its language.
+
+The languages, like the functions whose names a UDF may not take, are what the process's plugin registry provides
+(``engine.registry``): a ``language`` that no plugin registers is refused with the list of those that are.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,13 @@ from typing import Any
 import pyarrow.compute as pc
 
 from engine.errors import InvalidRequest, InvalidUdf, UdfCompileError, UdfExists
-from engine.expr.compiler import FUNCTIONS, compile_expression
+from engine.expr.compiler import compile_expression
 from engine.expr.core import Compiled
-from engine.expr.udfs import NO_COLUMNS, UdfRunner
+from engine.expr.udfs import NO_COLUMNS
 from engine.model.names import check_name
 from engine.model.schema import TableSchema
-from engine.model.udfs import LANGUAGES, MAX_CODE, MAX_PARAMETERS, TYPES, Parameter, Udf
+from engine.model.udfs import MAX_CODE, MAX_PARAMETERS, TYPES, Parameter, Udf
+from engine.registry import UdfLanguage, current
 
 
 # -- registering -------------------------------------------------------------------------------------------------
@@ -31,7 +36,7 @@ def define(
     now: str,
     previous: Udf | None = None,
 ) -> Udf:
-    """Validate a definition (not its code: that is the runner's ``check``); raises InvalidUdf naming the field.
+    """Validate a definition (not its code: that is its language's ``check``); raises InvalidUdf naming the field.
 
     ``previous`` is the UDF being replaced: it keeps its id and creation time.
     """
@@ -39,12 +44,13 @@ def define(
     if previous is None:
         if schema.udf(name) is not None:
             raise UdfExists(name)
-        if name in FUNCTIONS:
+        if name in current().functions():
             raise InvalidUdf(f"name: '{name}' is a built-in function", field="name")
         if schema.has(name):
             raise InvalidUdf(f"name: '{name}' is a column of table '{schema.table}'", field="name")
-    if language not in LANGUAGES:
-        raise InvalidUdf(f"language must be one of {', '.join(LANGUAGES)}, not {language!r}", field="language")
+    languages = current().udf_languages()
+    if language not in languages:
+        raise InvalidUdf(f"language must be one of {', '.join(languages)}, not {language!r}", field="language")
     if not isinstance(code, str) or not code.strip():
         raise InvalidUdf("code must be a non-empty string", field="code")
     if len(code) > MAX_CODE:
@@ -91,17 +97,19 @@ def _parameters(raw: Any) -> tuple[Parameter, ...]:
     return tuple(out)
 
 
-def checked(udf: Udf, runner: UdfRunner) -> Udf:
-    """``udf`` compiled by ``runner``, with its inline expression when one fits the declared types."""
-    candidate = runner.check(udf)
-    inline = None
+def checked(udf: Udf, language: UdfLanguage | None = None) -> Udf:
+    """``udf`` compiled by its ``language`` (by default the registry's), with its inline expression when one fits
+    the declared types. A language that only translates (SQL) has no other way to run: a misfit is refused."""
+    language = language or current().language(udf.language)
+    candidate = language.check(udf)
+    inline, misfit = None, "it translates to no expression"
     if candidate is not None:
         try:
             inline = _fits(udf, candidate)
         except (InvalidRequest, TypeError) as exc:
-            if udf.language == "sql":  # SQL has no other way to run
-                message = exc.message if isinstance(exc, InvalidRequest) else str(exc)
-                raise UdfCompileError(message.removeprefix("code: "), line=1, col=1, language="sql") from None
+            misfit = exc.message if isinstance(exc, InvalidRequest) else str(exc)
+    if inline is None and language.inline_only:
+        raise UdfCompileError(misfit.removeprefix("code: "), line=1, col=1, language=udf.language)
     return replace(udf, inline=inline)
 
 

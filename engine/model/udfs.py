@@ -5,10 +5,9 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-Language = Literal["python", "sql", "javascript"]
-LANGUAGES: tuple[str, ...] = ("python", "sql", "javascript")
+# The languages are not listed here: they are what the plugin registry provides (engine.registry).
 TYPES: tuple[str, ...] = ("int", "float", "string", "bool", "json", "timestamp")
 MAX_CODE = 64 * 1024
 MAX_PARAMETERS = 32

@@ -16,9 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import ColumnNotFound, InvalidExpression, InvalidRequest
-from engine.expr.compiler import FUNCTIONS, compile_expression
+from engine.expr.compiler import compile_expression
 from engine.expr.core import MAX_LENGTH, Compiled
 from engine.model.schema import build_schema
+from engine.registry import Registry, hookimpl, install, uninstall
 
 SCHEMA = build_schema(
     "t",
@@ -306,23 +307,34 @@ def test_error_names_the_field_and_survives_pickling() -> None:
     }
 
 
-def test_registered_functions_are_callable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Functions added to the registry, as engine.expr.functions adds the built-ins, are callable (and replace one)."""
+def test_registered_functions_are_callable() -> None:
+    """Functions a plugin registers, as the built-in plugins do, are callable (here in a registry of that plugin
+    alone, whose ``abs`` it is)."""
 
     def absolute(x: Compiled) -> Compiled:
         if x.type not in ("int", "float"):
             raise TypeError(f"needs a number, got {x.type}")
         return Compiled(pc.abs_checked(x.expr), x.type, x.columns, x.size + 1)
 
-    monkeypatch.setitem(FUNCTIONS, "abs", absolute)
-    assert evaluate("abs(a) + 1", rows(a=[-3, 2, None])) == [4, 3, None]
-    for text, message in [
-        ("abs(s)", "abs(): needs a number, got string"),
-        ("abs(a, b)", "abs(): "),
-        ("abs(x=a)", "keyword"),
-    ]:
-        with pytest.raises(InvalidExpression, match=re.escape(message)):
-            compile_expression(text, SCHEMA)
+    class Absolute:
+        @hookimpl
+        def tessera_functions(self) -> dict[str, Any]:
+            return {"abs": absolute}
+
+    registry = Registry(plugins=[Absolute()])
+    previous = install(registry)
+    try:
+        assert evaluate("abs(a) + 1", rows(a=[-3, 2, None])) == [4, 3, None]
+        for text, message in [
+            ("abs(s)", "abs(): needs a number, got string"),
+            ("abs(a, b)", "abs(): "),
+            ("abs(x=a)", "keyword"),
+            ("round(a)", "'round' is not a known function"),  # the built-ins are plugins too, not registered here
+        ]:
+            with pytest.raises(InvalidExpression, match=re.escape(message)):
+                compile_expression(text, SCHEMA)
+    finally:
+        uninstall(registry, previous)
 
 
 @pytest.mark.parametrize(

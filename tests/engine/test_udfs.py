@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 import engine
 from engine.errors import (
     CellError,
     InvalidUdf,
+    PluginError,
     UdfCompileError,
     UdfExists,
     UdfInUse,
@@ -18,9 +22,11 @@ from engine.errors import (
     UdfNotFound,
     UdfRuntimeError,
 )
+from engine.expr.core import StepResult
 from engine.logical.udfs import define
 from engine.model.schema import build_schema
 from engine.model.udfs import Udf
+from engine.registry import Registry, UdfLimits, hookimpl, install, uninstall
 
 PARAMS = [{"name": "price", "type": "float"}, {"name": "discount_rate", "type": "float"}]
 SEED = {
@@ -196,8 +202,8 @@ def test_register_errors(products: engine.Table) -> None:
         products.register_udf("upper", "sql", "s", [{"name": "s", "type": "string"}], "string")
     with pytest.raises(InvalidUdf, match="column"):
         products.register_udf("price", "sql", "1", [], "int")
-    with pytest.raises(InvalidUdf, match="language"):
-        products.register_udf("g", "ruby", "1", [], "int")
+    with pytest.raises(InvalidUdf, match=re.escape("language must be one of javascript, python, sql, not 'ruby'")):
+        products.register_udf("g", "ruby", "1", [], "int")  # the languages the plugin registry provides
     with pytest.raises(InvalidUdf, match="return_type"):
         products.register_udf("g", "sql", "1", [], "decimal")
     with pytest.raises(InvalidUdf, match=r"parameters\[0\].type"):
@@ -316,6 +322,43 @@ def test_a_runaway_udf_fails_the_computation_and_changes_nothing(products: engin
     assert products.computed_columns() == []
     products.register_udf("calculate_discount", "python", ROW_BY_ROW["python"], PARAMS, "float")
     assert products.execute_udf("calculate_discount", {"price": 10, "discount_rate": 0.5}) == 5.0  # workers replaced
+
+
+class Echo:
+    """A UDF language from a plugin: returns its first argument."""
+
+    inline_only = False
+
+    def __init__(self, limits: UdfLimits) -> None:
+        self.limits = limits
+
+    def check(self, udf: Udf) -> str | None:
+        return None
+
+    def run(self, udf: Udf, arrays: Sequence[pa.Array], rows: int) -> StepResult:
+        return StepResult(arrays[0], pa.nulls(rows, pa.string()))
+
+    def close(self) -> None:
+        pass
+
+
+class EchoPlugin:
+    @hookimpl
+    def tessera_udf_languages(self) -> Mapping[str, Any]:
+        return {"echo": Echo}
+
+
+def test_a_language_a_plugin_registers_is_a_language(products: engine.Table) -> None:
+    registry = Registry.load(plugins=[EchoPlugin()])
+    previous = install(registry)  # in this process only: execute runs here, not on the shard hosts
+    try:
+        info = products.register_udf("same", "echo", "whatever echo reads", [{"name": "x", "type": "float"}], "float")
+        assert (info["language"], info["inlined"]) == ("echo", False)
+        assert products.execute_udf("same", {"x": 2.5}) == 2.5
+    finally:
+        uninstall(registry, previous)
+    with pytest.raises(PluginError, match=re.escape("no UDF language 'echo' is registered in this process")):
+        products.execute_udf("same", {"x": 2.5})  # the plugin is gone: our side cannot run it (500, logged)
 
 
 def test_definition_validation_is_pure() -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,6 +98,39 @@ def test_bad_flag_exits_2() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["serve", "--auth", "sometimes"])
     assert exc.value.code == 2
+
+
+def test_plugins_lists_what_is_registered_per_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    headings = [line.split(" (")[0] for line in out.splitlines() if line and not line.startswith(" ")]
+    assert headings == ["functions", "udf languages", "formats", "job types", "media operations"]
+    assert re.search(r"^  json_get +tessera\.json +plugins\.functions\.json +tessera \S+$", out, re.MULTILINE)
+    assert re.search(r"^  sql +tessera\.udf_languages +plugins\.udf_languages +tessera \S+$", out, re.MULTILINE)
+    assert "formats (0)\n  (none registered)" in out  # registered from the next issues
+
+
+def test_plugins_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {e["name"] for e in listed["udf_languages"]} == {"javascript", "python", "sql"}
+    upper = next(e for e in listed["functions"] if e["name"] == "upper")
+    assert (upper["plugin"], upper["module"]) == ("tessera.text", "plugins.functions.text")
+    assert upper["distribution"].startswith("tessera ")
+    assert listed["formats"] == listed["job_types"] == listed["media_operations"] == []
+
+
+def test_plugins_names_a_plugin_that_does_not_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    info = tmp_path / "tessera_broken-1.0.dist-info"  # an installed distribution whose entry point does not import
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tessera-broken\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[tessera]\nbroken = tessera_not_there\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["plugins"]) == 1
+    err = capsys.readouterr().err
+    assert "tessera: error: cannot load the tessera plugin broken = tessera_not_there (tessera-broken 1.0)" in err
 
 
 def _env() -> dict[str, str]:
