@@ -10,11 +10,14 @@ The service maps classes to HTTP statuses in exactly one place (``service/errors
     │   │   ├── InvalidType
     │   │   ├── InvalidOperator
     │   │   ├── InvalidValue
+    │   │   │   └── KeyTooLong       a string key longer than MAX_KEY_BYTES (column, row)
     │   │   ├── MalformedJson
     │   │   ├── ColumnNotFound
     │   │   ├── InvalidExpression   an expression that does not compile (line, col)
     │   │   ├── CellError           a computed cell failed with on_error "abort" (row, reason)
     │   │   ├── InvalidComputedColumn
+    │   │   ├── OffsetTooDeep       a page past the first that ends beyond TESSERA_MAX_QUERY_WINDOW rows
+    │   │   ├── QueryTooLarge       a query that would gather more than TESSERA_MAX_QUERY_ROWS rows to sort
     │   │   ├── InvalidUdf
     │   │   ├── UdfCompileError     the user's code does not compile (line, col)
     │   │   ├── UdfRuntimeError     the user's code raised
@@ -28,6 +31,8 @@ The service maps classes to HTTP statuses in exactly one place (``service/errors
     │   ├── Conflict               (409)
     │   │   ├── TableExists
     │   │   ├── DuplicateKey
+    │   │   ├── LeaseExpired        a write held a shard past its lease and was fenced off
+    │   │   ├── RequestInProgress   a request with this Idempotency-Key is still running (Retry-After)
     │   │   ├── ColumnExists
     │   │   ├── DependencyConflict   a column other computed columns read
     │   │   ├── UdfExists
@@ -38,7 +43,9 @@ The service maps classes to HTTP statuses in exactly one place (``service/errors
         │   └── SandboxUnavailable  no sandbox worker could be started
         ├── CatalogBusy            the catalog stayed locked past its busy timeout (503)
         ├── CommitConflict         a concurrent commit won the race (retried inside the engine)
-        └── StorageError           the storage layer failed (500)
+        ├── StorageError           the storage layer failed (500)
+        └── PluginError            a plugin cannot be loaded, two plugins register one name, or none provides
+                                   what is asked for (a UDF language); names the plugins (500)
 """
 
 from __future__ import annotations
@@ -95,6 +102,23 @@ class InvalidOperator(InvalidRequest):
 
 class InvalidValue(InvalidRequest):
     code = "invalid_value"
+
+
+class KeyTooLong(InvalidValue):
+    """A string key value longer than the limit (``engine.model.coerce.MAX_KEY_BYTES``, UTF-8 bytes): refused
+    before it is hashed, so one huge key cannot stall a shard host; ``row`` is None for a single value."""
+
+    code = "key_too_long"
+
+    def __init__(self, field: str, column: str, row: int | None, size: int, limit: int) -> None:
+        super().__init__(
+            f"{field}: the key '{column}' is {size} bytes long (UTF-8); string keys are at most {limit} bytes",
+            field=field,
+            column=column,
+            row=row,
+            bytes=size,
+            limit=limit,
+        )
 
 
 class MalformedJson(InvalidRequest):
@@ -182,6 +206,37 @@ class DuplicateKey(Conflict):
         super().__init__(f"Duplicate primary key in table '{table}': {shown}", table=table, keys=keys[:20])
 
 
+class LeaseExpired(Conflict):
+    """A write held a shard's writer slot past its lease, so the shard gave the slot to the next writer and fenced
+    this one off (its fencing token is no longer the shard's): nothing of it was applied, and retrying is safe.
+
+    Not retried inside the engine: a write that outlasts the lease once under contention would likely do it again.
+    """
+
+    code = "lease_expired"
+
+    def __init__(self, table: str, shard: int, detail: str) -> None:
+        super().__init__(
+            f"The write to shard {shard} of table '{table}' was aborted: {detail}; nothing was applied, retry it",
+            table=table,
+            shard=shard,
+        )
+
+
+class RequestInProgress(Conflict):
+    """Another request with the same Idempotency-Key holds the key's reservation and has not answered yet (409,
+    with Retry-After). Nothing of this request ran; retrying it once the first has answered returns that answer."""
+
+    code = "request_in_progress"
+
+    def __init__(self, key: str, retry_after: float = 1) -> None:
+        super().__init__(
+            f"A request with Idempotency-Key '{key}' is still in progress; retry shortly to get its result",
+            idempotency_key=key,
+            retry_after=retry_after,
+        )
+
+
 class TooLarge(UserError):
     code = "too_large"
 
@@ -238,6 +293,41 @@ class CellError(InvalidValue):
 # -- computed columns -------------------------------------------------------------------------------------------------
 class InvalidComputedColumn(InvalidRequest):
     code = "invalid_computed_column"
+
+
+# -- queries ----------------------------------------------------------------------------------------------------------
+class OffsetTooDeep(InvalidRequest):
+    """``offset + limit`` past the query window: every shard would have to send that many rows to find the page."""
+
+    code = "offset_too_deep"
+
+    def __init__(self, offset: int, limit: int, window: int, key: str) -> None:
+        super().__init__(
+            f"offset + limit is {offset + limit}, past the query window of {window} rows (TESSERA_MAX_QUERY_WINDOW); "
+            f"page on the key instead: order_by ['{key}'] with where "
+            f'[{{"column": "{key}", "operator": ">", "value": <the last {key} of the previous page>}}]',
+            field="offset",
+            offset=offset,
+            limit=limit,
+            max_query_window=window,
+        )
+
+
+class QueryTooLarge(InvalidRequest):
+    """Ordering by aggregate or window values sorts the matching rows' sort columns in the API process; past
+    ``max_query_rows`` matching rows that is refused rather than run."""
+
+    code = "query_too_large"
+
+    def __init__(self, rows: int, cap: int, columns: list[str]) -> None:
+        super().__init__(
+            f"order_by on aggregate or window column{'s' if len(columns) > 1 else ''} {', '.join(columns)} would "
+            f"sort {rows} matching rows, more than the {cap} allowed (TESSERA_MAX_QUERY_ROWS); narrow the where "
+            "filter, or order by stored columns",
+            field="order_by",
+            rows=rows,
+            max_query_rows=cap,
+        )
 
 
 class DependencyConflict(Conflict):
@@ -310,3 +400,10 @@ class SandboxUnavailable(ShardUnavailable):
     """No sandbox worker could be started (503, like a shard that cannot be reached)."""
 
     code = "sandbox_unavailable"
+
+
+class PluginError(EngineError):
+    """The plugins installed here do not fit together (``engine.registry``): one fails to load or to answer its
+    hook, two register the same name (``plugins`` names both), or none provides what is asked for."""
+
+    code = "plugin_error"

@@ -115,6 +115,9 @@ class StageResult:
     results: tuple[OpResult, ...]
     lance: int = 0  # the Lance version the staged version is built on
     delta: Delta | None = None  # what the catalog logs for this version (None: ``lance`` holds it all)
+    # the fencing token of the writer slot grant the stage ran under: the catalog refuses it once a later grant
+    # of the shard has committed (see ``engine.physical.host``)
+    token: int = 0
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@
 3. tell the shards the outcome. Any failure before 2 aborts every staged shard: nothing is visible.
 
 A conflict (a shard moved on under us) or a host that died mid-stage aborts and retries the whole transaction:
-nothing was applied, so a retry is safe.
+nothing was applied, so a retry is safe. A write fenced off for holding a shard past its lease (``LeaseExpired``:
+a shard refused its stage, or the catalog its commit, by the fencing token of its slot grant) is aborted and
+reported, not retried.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class Coordinator:
         self.hosts = list(hosts)
         self.retries = retries
         self.retry_seconds = retry_seconds
+        self.faults = faults.Holds()  # test-only pauses at the fault points (``faults.STEPS``)
 
     def host(self, table_id: str, shard: int) -> Any:
         """A table's shards go round-robin over the hosts from a per-table offset: spread evenly, stable."""
@@ -135,7 +138,7 @@ class Coordinator:
             try:
                 results.append(resolve(ref))
                 if len(results) == 1:
-                    faults.point("after_stage_one")
+                    self.faults.reach("after_stage_one")
             except TesseraError as exc:
                 exc.work_index = index
                 results.append(None)
@@ -145,7 +148,7 @@ class Coordinator:
         if failure is not None:
             self._finish(work, [True] * len(work), txn, commit=False)  # some slots may be held without a stage
             raise failure
-        faults.point("after_stage_all")
+        self.faults.reach("after_stage_all")
         staged = [r for r in results if r is not None]
         record = None
         if check is not None:
@@ -155,19 +158,21 @@ class Coordinator:
                 self._finish(work, results, txn, commit=False)
                 raise
         changes = [
-            ShardChange(w.spec.table_id, w.spec.shard, r.base_version, r.version, r.row_count, r.lance, r.delta)
+            ShardChange(
+                w.spec.table_id, w.spec.shard, r.base_version, r.version, r.row_count, r.lance, r.delta, r.token
+            )
             for w, r in zip(work, staged, strict=True)
             if r.version != r.base_version
         ]
         if changes or record is not None or schema is not None:
-            faults.point("before_commit")
+            self.faults.reach("before_commit")
             try:
                 layouts = {w.spec.table_id: w.spec.layout for w in work}
                 self.catalog.commit(changes, record, layouts, schema)
             except BaseException:
                 self._finish(work, results, txn, commit=False)
                 raise
-            faults.point("after_commit")
+            self.faults.reach("after_commit")
         self._finish(work, results, txn, commit=True)
         return staged
 

@@ -4,34 +4,44 @@ It owns two things only: the shards it has loaded, and one writer slot per shard
 from ``acquire`` (or ``stage``) until ``finish``; others wait. Coordinators take the slots of a multi-shard write
 in one global order, so writers never wait for each other in a cycle. A writer that does not finish within the
 lease (its coordinator died) is aborted, so a crashed client cannot wedge a shard.
+
+An aborted writer may still be running (a slow stage, not a dead one), so every grant of a slot carries a fencing
+token, larger than any earlier grant's. A stage gets its shard only while its grant is current, takes each Lance
+commit under the slot's lock after checking its token (so the next grant waits for a commit under way, and a
+revoked stage cannot write), and is refused at its end if it was revoked meanwhile. The aborted writer's shard
+object is dropped with the abort, so what it still computes touches nothing the next writer sees. The token goes
+back in the ``StageResult`` and on into the catalog commit, which refuses a token older than the shard's last.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from engine.errors import ShardUnavailable
-from engine.expr import udfs
+from engine.errors import LeaseExpired, ShardUnavailable
 from engine.logical.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
+from engine.physical import faults
 from engine.physical.shard import Shard
+from engine.registry import Registry, UdfLimits, install
 from engine.storage import catalog
 
 Key = tuple[str, int]
 
 
-def _history(spec: ShardSpec) -> Any:
+def _history(spec: ShardSpec, readers: catalog.HistoryReaders) -> Any:
     """The shard's log in its table's catalog (None: a spec without one, whose versions are Lance's)."""
     if not spec.catalog:
         return None
-    return functools.partial(catalog.read_history, spec.catalog, spec.table_id, spec.shard)
+    return functools.partial(readers.read, spec.catalog, spec.table_id, spec.shard)
 
 
 @dataclass
@@ -39,25 +49,77 @@ class _Slot:
     cond: threading.Condition = field(default_factory=threading.Condition)
     owner: str | None = None
     since: float = 0.0
+    token: int = 0  # the fencing token of the latest grant
+
+    def grant(self, owner: str) -> int:
+        """Give the slot to ``owner`` (``cond`` held); returns the grant's fencing token.
+
+        Tokens are wall-clock nanoseconds, bumped past the previous grant's: they increase with every grant, and
+        also across a restart of the host (which starts its slots afresh) unless the clock steps back further than
+        a restart takes. A per-slot counter would restart at 1, below tokens the catalog has already stored.
+        """
+        self.owner, self.since = owner, time.monotonic()
+        self.token = max(self.token + 1, time.time_ns())
+        return self.token
+
+
+@dataclass(frozen=True)
+class _Fence:
+    """One stage's grant of a shard's writer slot, checked before it touches the shard or writes Lance."""
+
+    slot: _Slot
+    token: int
+    spec: ShardSpec
+    lease: float
+    holds: faults.Holds
+
+    def check(self) -> None:
+        """Raise LeaseExpired if the slot was granted again since (``slot.cond`` held)."""
+        if self.slot.token != self.token:
+            raise LeaseExpired(
+                self.spec.table,
+                self.spec.shard,
+                f"it held the shard's writer slot past the lease ({self.lease:g} s) and the slot went to the next writer",
+            )
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Around one Lance commit: only while the grant is current, and no new grant until the commit is done."""
+        self.holds.reach("before_lance_commit")  # a test can hold the stage here (outside the lock)
+        with self.slot.cond:
+            self.check()
+            yield
 
 
 class ShardHost:
-    def __init__(self, lease_seconds: float = 60.0, udf_runner: tuple[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self, lease_seconds: float = 60.0, udf_limits: UdfLimits | None = None) -> None:
         # Ray sets OMP_NUM_THREADS=1 in actors that reserve no CPU, which shrinks Arrow's pool to one thread;
         # shard work is vectorised Arrow, so give it the machine's cores back.
         pa.set_cpu_count(os.cpu_count() or 1)
         self.lease = lease_seconds
-        if udf_runner is not None:  # UDF columns run their code through this (in sandbox worker processes)
-            udfs.configure(*udf_runner)
+        # This process's functions and UDF languages, from the same entry points as the driver's (a Ray worker
+        # inherits the environment, PYTHONPATH included, of the Ray that started it): UDF columns run through them.
+        self.registry = Registry.load(udf_limits)
+        install(self.registry)
         self._shards: dict[Key, Shard] = {}
         self._slots: dict[Key, _Slot] = {}
         self._mutex = threading.Lock()
+        self.faults = faults.Holds()
+        self._catalogs = catalog.HistoryReaders()  # connections to the catalogs its shards load from
 
     def ping(self) -> bool:
         return True
 
+    def hold(self, step: str, path: str) -> None:
+        """Test-only: the next stage to reach ``step`` (``before_lance_commit``) waits while file ``path`` exists."""
+        self.faults.arm(step, path)
+
     def pid(self) -> int:
         return os.getpid()
+
+    def plugins(self) -> dict[str, list[dict[str, str | None]]]:
+        """What this host's registry holds (``Registry.describe``): a plugin on the driver's path is here too."""
+        return self.registry.describe()
 
     def _slot(self, key: Key) -> _Slot:
         with self._mutex:
@@ -71,12 +133,13 @@ class ShardHost:
             # A spec that differs (a computed column added or dropped) reaches the shard through a stage: it
             # becomes the shard's when that stage commits.
             if shard is None or (shard.staged is None and version > shard.version):
-                shard = Shard(spec, version, _history(spec))
+                shard = Shard(spec, version, _history(spec, self._catalogs))
                 self._shards[key] = shard
             return shard
 
-    def acquire(self, table_id: str, shard: int, txn: str, after: object = None) -> None:
-        """Wait for the shard's writer slot and take it for ``txn`` (held until ``finish``).
+    def acquire(self, table_id: str, shard: int, txn: str, after: object = None) -> int:
+        """Wait for the shard's writer slot and take it for ``txn`` (held until ``finish``); returns the grant's
+        fencing token.
 
         ``after`` is the result of the coordinator's previous acquire: Ray runs this call only once it exists.
         """
@@ -84,7 +147,7 @@ class ShardHost:
         slot = self._slot(key)
         with slot.cond:
             if slot.owner == txn:
-                return
+                return slot.token
             deadline = time.monotonic() + self.lease
             while slot.owner is not None:
                 if time.monotonic() - slot.since > self.lease:
@@ -95,18 +158,25 @@ class ShardHost:
                         f"shard {shard} of table {table_id} stayed busy for {self.lease}s", retry_after=1
                     )
                 slot.cond.wait(timeout=1.0)
-            slot.owner, slot.since = txn, time.monotonic()
+            return slot.grant(txn)
 
     def stage(self, spec: ShardSpec, txn: str, base: int, ops: Sequence[ShardOp], after: object = None) -> StageResult:
         """Apply ``ops`` on top of committed version ``base`` (taking the slot unless ``acquire`` did).
 
         ``after``: an acquire this stage must follow (see ``Coordinator._acquire``); Ray resolves it first.
+        The result carries the grant's fencing token, for the catalog commit.
         """
         key = (spec.table_id, spec.shard)
-        self.acquire(spec.table_id, spec.shard, txn)
+        token = self.acquire(spec.table_id, spec.shard, txn)
         try:
-            shard = self._shard(spec, base)
-            return shard.stage(txn, base if base > shard.version else None, ops, spec)
+            fence = _Fence(self._slot(key), token, spec, self.lease, self.faults)
+            with fence.slot.cond:  # the grant and the shard object together: a revoked stage never gets the next
+                fence.check()  # writer's shard (an abort drops the shard object its writer staged on)
+                shard = self._shard(spec, base)
+            result = shard.stage(txn, base if base > shard.version else None, ops, spec, fence.guard)
+            with fence.slot.cond:
+                fence.check()  # revoked while it ran: what it staged must not reach the catalog
+            return dataclasses.replace(result, token=token)
         except BaseException:
             self._release(key, txn)
             raise
@@ -122,7 +192,9 @@ class ShardHost:
         s = self._shards.get(key)
         if s is not None:
             s.abort(txn)
-            self._shards.pop(key, None)  # reload from the catalog's version on next use
+            # Reload from the catalog's version on next use. The aborted stage, if it is still running, keeps this
+            # object: nothing it does from now on reaches the next writer's shard (and its fence refuses Lance).
+            self._shards.pop(key, None)
         self._slots[key].owner = None
 
     def _release(self, key: Key, txn: str) -> None:
@@ -147,7 +219,7 @@ class ShardHost:
         with slot.cond:
             if slot.owner is not None:
                 return False
-            slot.owner, slot.since = "maintenance", time.monotonic()
+            slot.grant("maintenance")
         try:
             shard = self._shard(spec, version)
             shard.cleanup(keep_from)

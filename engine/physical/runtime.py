@@ -10,6 +10,7 @@ from typing import Any
 import ray
 
 from engine.physical.host import ShardHost
+from engine.registry import UdfLimits
 
 NAMESPACE = "tessera"
 log = logging.getLogger(__name__)
@@ -30,9 +31,7 @@ def cluster_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-def host_pool(
-    data_dir: str, size: int, lease_seconds: float, udf_runner: tuple[str, dict[str, Any]] | None = None
-) -> list[Any]:
+def host_pool(data_dir: str, size: int, lease_seconds: float, udf_limits: UdfLimits | None = None) -> list[Any]:
     """The fixed pool of shard hosts for one data directory: get them if they exist, else create them.
 
     Hosts are named and detached, so every client of the cluster talks to the same host for a shard (the host
@@ -50,7 +49,7 @@ def host_pool(
             max_task_retries=0,
             max_concurrency=64,
             num_cpus=0,
-        ).remote(lease_seconds, udf_runner)
+        ).remote(lease_seconds, udf_limits)
         for i in range(size)
     ]
 

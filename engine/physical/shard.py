@@ -8,6 +8,10 @@ Pure logic around ``engine.storage.lance``: no Ray here, so it is tested directl
     commit(txn)             the catalog named the new version: it becomes the shard's committed state
     abort(txn)              it did not: roll Lance's main line back to the committed base (if it was written)
 
+A stage runs under its writer's slot grant, which the host may revoke (a lease that ran out); ``stage``'s ``guard``
+wraps every Lance commit it makes, so a stage whose grant was revoked cannot write Lance (the host's guard raises
+``LeaseExpired`` and holds off the next grant while a commit is under way).
+
 The shard keeps Lance's main line equal to its committed base between writes, so every write is based on
 committed data only; the catalog's compare-and-swap catches the rest. A shard opened with a ``History`` (its
 catalog's shard log) numbers its versions itself and logs small writes (``engine.physical.shardlog``); without one, every
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,6 +69,8 @@ _MAX_LARGE_CHUNKS = 256
 _ADDRESS = pa.field(ROW_ADDRESS, pa.uint64())
 _NONE = np.empty(0, np.uint64)
 History = Callable[[int], tuple[int, list[Delta]]]  # version -> its Lance base and the deltas logged since
+# Wraps each Lance commit of a stage: raises if the stage may no longer write (see ``engine.physical.host``).
+Guard = Callable[[], AbstractContextManager[object]]
 
 
 @dataclass(frozen=True)
@@ -256,11 +263,14 @@ class Shard:
         self.spec = spec
         self.uri = spec.uri
         self.history = history
+        self._guard: Guard = nullcontext
         self._load(version)
 
     def _load(self, version: int) -> None:
-        self.version = version  # the committed (catalog-named) version
-        self.table, self.log = self._read(version)
+        table, self.log = self._read(version)
+        # The committed (catalog-named) version and its rows, as one value: readers on other threads of the host
+        # take both at once, so they never pair a version with another version's rows (see ``table_at``).
+        self._committed: tuple[int, pa.Table] = (version, table)
         self.previous: tuple[int, pa.Table] | None = None
         self.staged: _Staged | None = None
         # The latest Lance version when it holds the committed base (the base, or a restore of it); None when it
@@ -319,12 +329,13 @@ class Shard:
         tail = work.slice(start)
         assert self.head is not None
         try:
-            version, addresses = storage.rewrite(
-                self.uri,
-                self.head,
-                np.concatenate([self.log.gone, gone[~shardlog.is_virtual(gone)]]),
-                tail.drop_columns([ROW_ADDRESS]) if tail.num_rows else None,
-            )
+            with self._guard():
+                version, addresses = storage.rewrite(
+                    self.uri,
+                    self.head,
+                    np.concatenate([self.log.gone, gone[~shardlog.is_virtual(gone)]]),
+                    tail.drop_columns([ROW_ADDRESS]) if tail.num_rows else None,
+                )
         except BaseException:
             self.head = None  # the commit may or may not have happened: restore before the next write
             raise
@@ -377,18 +388,28 @@ class Shard:
         return int(pc.max(table[ROW_ID]).as_py()) // self.spec.shards + 1
 
     # -- writes ---------------------------------------------------------------------------------------------
-    def stage(self, txn: str, base: int | None, ops: Sequence[ShardOp], spec: ShardSpec | None = None) -> StageResult:
+    def stage(
+        self,
+        txn: str,
+        base: int | None,
+        ops: Sequence[ShardOp],
+        spec: ShardSpec | None = None,
+        guard: Guard = nullcontext,
+    ) -> StageResult:
         """Apply ``ops`` in order on top of the committed version ``base`` (None: whatever is committed here).
 
         ``spec``: the table's spec as the writer planned it; when a computed column is being added or dropped
-        it differs from this shard's, and becomes the shard's spec if the stage commits.
+        it differs from this shard's, and becomes the shard's spec if the stage commits. ``guard`` wraps each
+        Lance commit the stage makes (the host's fence: it raises once the writer's grant was revoked).
         """
         assert self.staged is None, "the host serialises writers"
+        self._guard = guard
         if base is not None and base != self.version:
             self._load(base)
         self._spec, self._cell_errors = spec or self.spec, 0
         if self.head is None:
-            self.head = storage.restore(self.uri, self.log.base)
+            with guard():
+                self.head = storage.restore(self.uri, self.log.base)
         # Key index changes are this stage's alone (an aborted stage's must not reach a later commit).
         self._work_keys, self._keys_changed = self.keys, False
         delta: Delta | None = None
@@ -436,8 +457,11 @@ class Shard:
         head = self.head
         try:
             if isinstance(op, DropColumn):
-                version = storage.drop_column(self.uri, head, op.name) if op.name in table.column_names else head
-                return (work.drop_columns([op.name]) if op.name in table.column_names else work, version, OpResult(0))
+                if op.name not in table.column_names:
+                    return work, head, OpResult(0)
+                with self._guard():
+                    version = storage.drop_column(self.uri, head, op.name)
+                return work.drop_columns([op.name]), version, OpResult(0)
             assert isinstance(op, (AddColumn, Recompute))
             kernels = self._spec.computed
             index = next(i for i, k in enumerate(kernels) if k.name == op.name)
@@ -454,7 +478,8 @@ class Shard:
                 changed.add(k.name)
                 if not k.stored:
                     continue
-                version = storage.put_column(self.uri, version, k.name, values)
+                with self._guard():
+                    version = storage.put_column(self.uri, version, k.name, values)
                 if k.name in work.column_names:
                     work = work.set_column(work.schema.get_field_index(k.name), k.name, values)
                 else:
@@ -468,7 +493,8 @@ class Shard:
     def _compact(self) -> pa.Table:
         """Rewrite small fragments into large ones. Every address changes, so read the rows back."""
         try:
-            self.head = storage.compact(self.uri)
+            with self._guard():
+                self.head = storage.compact(self.uri)
         except BaseException:
             self.head = None
             raise
@@ -480,8 +506,11 @@ class Shard:
             return
         if staged.log.base != self.log.base:  # Lance was written: its head is the new base
             self.head = staged.log.base
-        self.previous = (self.version, self.table)
-        self.version, self.table, self.log, self.staged = staged.version, staged.table, staged.log, None
+        # Readers look in ``staged``, then ``_committed``, then ``previous`` (``table_at``): each step below keeps
+        # both versions findable in memory at every instant, and each assignment is a single, atomic store.
+        self.previous = self._committed
+        self._committed = (staged.version, staged.table)
+        self.log, self.staged = staged.log, None
         if staged.spec != self.spec:
             self.spec, self._key_cache = staged.spec, None
         if self._keys_changed:
@@ -650,14 +679,30 @@ class Shard:
         table = self.table_at(version).drop_columns([ROW_ADDRESS])
         return with_kernels(table, self.spec.computed if kernels is None else kernels, stored=False)[0]
 
+    @property
+    def version(self) -> int:
+        """The committed (catalog-named) version."""
+        return self._committed[0]
+
+    @property
+    def table(self) -> pa.Table:
+        """The committed version's rows, with their addresses."""
+        return self._committed[1]
+
     def table_at(self, version: int) -> pa.Table:
-        """``version``'s rows with their addresses: from memory when it is a version this shard holds."""
-        if version == self.version:
-            return self.table
-        if self.staged is not None and version == self.staged.version:
-            return self.staged.table  # committed in the catalog; our commit() call is on its way
-        if self.previous is not None and version == self.previous[0]:
-            return self.previous[1]
+        """``version``'s rows with their addresses: from memory when it is a version this shard holds.
+
+        Called on other threads than ``commit``: each attribute is read once, in the order ``commit`` retires them
+        (staged, committed, previous), so a version is always paired with its own rows and found in memory."""
+        staged = self.staged
+        if staged is not None and version == staged.version:
+            return staged.table  # committed in the catalog; our commit() call is on its way
+        committed_version, table = self._committed
+        if version == committed_version:
+            return table
+        previous = self.previous
+        if previous is not None and version == previous[0]:
+            return previous[1]
         return self._read(version)[0]
 
     def read(self, version: int, plan: ReadPlan, kernels: Sequence[ColumnKernel] | None = None) -> ReadResult:

@@ -17,14 +17,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+import cachetools
 import orjson
 
-from engine.errors import CommitConflict, Conflict, EngineError, TableExists, TableNotFound
+from engine.errors import CatalogBusy, CommitConflict, Conflict, LeaseExpired, StorageError, TableExists, TableNotFound
 from engine.model.columns import Stats
 from engine.model.delta import Delta
 from engine.model.schema import TableSchema
+from engine.storage import idempotency
+from engine.storage.idempotency import IdempotencyRecord, Reservation
 
 
 @dataclass(frozen=True)
@@ -42,24 +45,6 @@ class TableRecord:
     created_at: str
     version: int  # increases by one with every commit that touches the table
     layout: int = 0  # increases by one with every schema change (a computed column added or dropped)
-
-
-class IdempotencyRace(EngineError):
-    """Another request with the same Idempotency-Key committed first; the caller replays its result."""
-
-    code = "idempotency_race"
-
-    def __init__(self, key: str) -> None:
-        super().__init__(f"Idempotency-Key '{key}' was committed by a concurrent request", idempotency_key=key)
-
-
-@dataclass(frozen=True)
-class IdempotencyRecord:
-    """The result of a request made with an Idempotency-Key, stored so that a retry replays it."""
-
-    key: str
-    request_hash: str
-    response: str  # JSON
 
 
 class SchemaChanged(Conflict):
@@ -89,7 +74,8 @@ class ShardChange:
     """Publish ``new_version`` for a shard, provided the catalog still names ``base_version``.
 
     The shard log records the new version as built on Lance version ``lance`` (default: ``new_version``, a shard
-    whose versions are Lance's) plus ``delta`` and the deltas logged since ``lance`` was written.
+    whose versions are Lance's) plus ``delta`` and the deltas logged since ``lance`` was written. ``token`` is the
+    fencing token of the writer slot grant the version was staged under (``engine.physical.host``).
     """
 
     table_id: str
@@ -99,6 +85,7 @@ class ShardChange:
     row_count: int
     lance: int | None = None
     delta: Delta | None = None
+    token: int = 0
 
 
 class Catalog(Protocol):
@@ -120,8 +107,10 @@ class Catalog(Protocol):
     def computed_stats(self, table_id: str) -> dict[str, Stats]: ...
     def udf_usage(self, table_id: str) -> dict[str, int]: ...
     def count_udf_calls(self, table_id: str, name: str, calls: int = 1) -> None: ...
-    def get_record(self, key: str) -> IdempotencyRecord | None: ...
+    def reserve_key(self, key: str, request_hash: str, *, ttl_seconds: float, stale_seconds: float) -> Reservation: ...
     def put_record(self, record: IdempotencyRecord) -> None: ...
+    def release_key(self, key: str, attempt: str) -> None: ...
+    def prune_keys(self, ttl_seconds: float) -> int: ...
     def get_meta(self, key: str) -> str | None: ...
     def set_meta(self, key: str, value: str) -> None: ...
 
@@ -169,13 +158,15 @@ CREATE TABLE IF NOT EXISTS shard_log (
     at REAL NOT NULL,
     PRIMARY KEY (table_id, shard, version)
 );
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS idempotency (
-    key TEXT PRIMARY KEY,
-    request_hash TEXT NOT NULL,
-    response TEXT NOT NULL,
-    created_at TEXT NOT NULL
+-- The fencing token of the latest commit per shard: a commit staged under an older grant of the shard's writer
+-- slot (one revoked when its lease ran out) is refused.
+CREATE TABLE IF NOT EXISTS shard_tokens (
+    table_id TEXT NOT NULL REFERENCES tables(id) ON DELETE CASCADE,
+    shard INTEGER NOT NULL,
+    token INTEGER NOT NULL,
+    PRIMARY KEY (table_id, shard)
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -184,18 +175,27 @@ def now_iso() -> str:
 
 
 class SqliteCatalog:
-    """SQLite in WAL mode with ``synchronous=FULL``: a returned ``commit`` survives kill -9 and power loss.
+    """SQLite in WAL mode with ``synchronous=FULL``: a returned ``commit`` survives kill -9 and power loss, and so
+    do the Lance versions it names (``engine.storage.lance`` fsyncs a version's files and directories before it
+    returns the version number, so before any commit can name it).
 
     One connection per thread (sqlite3 connections are not shareable); writes take the database's write lock up
-    front (``BEGIN IMMEDIATE``) so concurrent committers from several processes queue instead of failing.
+    front (``BEGIN IMMEDIATE``) so concurrent committers from several processes queue instead of failing. A writer
+    that waits longer than ``busy_timeout`` seconds for the lock gets CatalogBusy (nothing was changed).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, busy_timeout: float = 30.0) -> None:
         self.path = str(path)
+        self.busy_timeout = busy_timeout
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        conn = self._conn()
+        with sqlite_errors(busy_timeout):
+            self._prepare(self._conn())
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Create the tables, or bring an older catalog's up to date."""
         conn.executescript(_SCHEMA)
+        idempotency.prepare(conn)
         if "layout" not in {row[1] for row in conn.execute("PRAGMA table_info(tables)")}:  # older catalogs
             conn.execute("ALTER TABLE tables ADD COLUMN layout INTEGER NOT NULL DEFAULT 0")
         if "stale" not in {row[1] for row in conn.execute("PRAGMA table_info(computed_stats)")}:
@@ -210,7 +210,7 @@ class SqliteCatalog:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -219,23 +219,34 @@ class SqliteCatalog:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        """One write transaction: committed if the block returns, else rolled back (also when COMMIT itself fails,
+        which leaves SQLite's transaction open). sqlite3's errors leave as CatalogBusy or StorageError."""
+        with sqlite_errors(self.busy_timeout):
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        db = self._conn()
-        db.execute("BEGIN")
-        try:
-            yield db
-        finally:
-            db.execute("COMMIT")
+        with sqlite_errors(self.busy_timeout):
+            db = self._conn()
+            db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                if db.in_transaction:
+                    db.execute("COMMIT")
+
+    def _rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        """One query outside a transaction (its own snapshot), its errors translated like a transaction's."""
+        with sqlite_errors(self.busy_timeout):
+            return self._conn().execute(sql, parameters).fetchall()
 
     def create_table(self, record: TableRecord, shard_versions: Sequence[int]) -> None:
         with self._write() as db:
@@ -272,14 +283,10 @@ class SqliteCatalog:
             return self._get(db, name)
 
     def get_table_by_id(self, table_id: str) -> TableRecord | None:
-        row = (
-            self._conn()
-            .execute(
-                "SELECT id, name, schema, shards, created_at, version, layout FROM tables WHERE id = ?", (table_id,)
-            )
-            .fetchone()
+        rows = self._rows(
+            "SELECT id, name, schema, shards, created_at, version, layout FROM tables WHERE id = ?", (table_id,)
         )
-        return _record(row) if row else None
+        return _record(rows[0]) if rows else None
 
     def _get(self, db: sqlite3.Connection, name: str) -> TableRecord:
         row = db.execute(
@@ -290,19 +297,11 @@ class SqliteCatalog:
         return _record(row)
 
     def list_tables(self) -> list[TableRecord]:
-        rows = (
-            self._conn()
-            .execute("SELECT id, name, schema, shards, created_at, version, layout FROM tables ORDER BY name")
-            .fetchall()
-        )
+        rows = self._rows("SELECT id, name, schema, shards, created_at, version, layout FROM tables ORDER BY name")
         return [_record(r) for r in rows]
 
     def snapshot(self, table_id: str) -> list[ShardState]:
-        rows = (
-            self._conn()
-            .execute("SELECT version, row_count FROM shards WHERE table_id = ? ORDER BY shard", (table_id,))
-            .fetchall()
-        )
+        rows = self._rows("SELECT version, row_count FROM shards WHERE table_id = ? ORDER BY shard", (table_id,))
         return [ShardState(v, n) for v, n in rows]
 
     def read_table(self, name: str) -> tuple[TableRecord, list[ShardState]]:
@@ -321,7 +320,8 @@ class SqliteCatalog:
         layouts: dict[str, int] | None = None,
         schema: SchemaChange | None = None,
     ) -> None:
-        """Publish every change or none: raises CommitConflict if any shard moved on since its base version.
+        """Publish every change or none: raises CommitConflict if any shard moved on since its base version, and
+        LeaseExpired if a change was staged under a grant older than the last one committed on its shard (fencing).
 
         ``record`` is stored in the same transaction, so a write and its idempotency record are durable together.
         ``layouts`` (table id -> layout the write was planned on) raises SchemaChanged if a table's columns changed
@@ -363,11 +363,12 @@ class SqliteCatalog:
                     (c.new_version, c.row_count, c.table_id, c.shard, c.base_version),
                 )
                 if cur.rowcount != 1:
-                    raise CommitConflict(
+                    raise _fenced(db, c) or CommitConflict(
                         f"shard {c.shard} of table {c.table_id} is no longer at version {c.base_version}",
                         table_id=c.table_id,
                         shard=c.shard,
                     )
+                _advance_token(db, c)
             now = time.time()
             db.executemany(
                 "INSERT INTO shard_log (table_id, shard, version, lance, gone, rows, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -418,14 +419,34 @@ class SqliteCatalog:
                 )
         return keep
 
-    def get_record(self, key: str) -> IdempotencyRecord | None:
-        row = (
-            self._conn().execute("SELECT key, request_hash, response FROM idempotency WHERE key = ?", (key,)).fetchone()
-        )
-        return IdempotencyRecord(*row) if row else None
+    # -- idempotency keys (``engine.storage.idempotency``) ------------------------------------------------------
+    def reserve_key(self, key: str, request_hash: str, *, ttl_seconds: float, stale_seconds: float) -> Reservation:
+        """Reserve ``key`` for a request before it runs, or say why not (answered, running, reused)."""
+        with self._write() as db:
+            return idempotency.reserve(
+                db, key, request_hash, now=time.time(), ttl_seconds=ttl_seconds, stale_seconds=stale_seconds
+            )
+
+    def put_record(self, record: IdempotencyRecord) -> None:
+        """Store an answer (or progress) outside a commit; IdempotencyRace if the attempt lost its reservation."""
+        with self._write() as db:
+            self._put_record(db, record)
+
+    @staticmethod
+    def _put_record(db: sqlite3.Connection, record: IdempotencyRecord) -> None:
+        idempotency.store(db, record, time.time())
+
+    def release_key(self, key: str, attempt: str) -> None:
+        with self._write() as db:
+            idempotency.release(db, key, attempt)
+
+    def prune_keys(self, ttl_seconds: float) -> int:
+        """Forget the keys older than ``ttl_seconds`` (the maintenance pass calls this); returns how many."""
+        with self._write() as db:
+            return idempotency.prune(db, now=time.time(), ttl_seconds=ttl_seconds)
 
     def computed_stats(self, table_id: str) -> dict[str, Stats]:
-        rows = self._conn().execute(
+        rows = self._rows(
             "SELECT name, last_computed, computation_time_ms, errors, stale FROM computed_stats WHERE table_id = ?",
             (table_id,),
         )
@@ -439,8 +460,7 @@ class SqliteCatalog:
             )
 
     def udf_usage(self, table_id: str) -> dict[str, int]:
-        rows = self._conn().execute("SELECT name, calls FROM udf_usage WHERE table_id = ?", (table_id,))
-        return dict(rows.fetchall())
+        return dict(self._rows("SELECT name, calls FROM udf_usage WHERE table_id = ?", (table_id,)))
 
     def count_udf_calls(self, table_id: str, name: str, calls: int = 1) -> None:
         with self._write() as db:
@@ -449,30 +469,48 @@ class SqliteCatalog:
                 (table_id, name, calls, calls),
             )
 
-    def put_record(self, record: IdempotencyRecord) -> None:
-        with self._write() as db:
-            self._put_record(db, record)
-
-    @staticmethod
-    def _put_record(db: sqlite3.Connection, record: IdempotencyRecord) -> None:
-        """Insert the record; if the key is already there, a concurrent request with it won: abort this one."""
-        try:
-            db.execute(
-                "INSERT INTO idempotency VALUES (?, ?, ?, ?)",
-                (record.key, record.request_hash, record.response, now_iso()),
-            )
-        except sqlite3.IntegrityError:
-            raise IdempotencyRace(record.key) from None
-
     def get_meta(self, key: str) -> str | None:
-        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
         with self._write() as db:
             db.execute(
                 "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value)
             )
+
+
+def _advance_token(db: sqlite3.Connection, change: ShardChange) -> None:
+    """Move the shard's fencing token up to ``change``'s (never down); raise LeaseExpired if it is older.
+
+    The version compare-and-swap already refuses a writer that a later one overtook; this holds even if a version
+    number were ever reused, and it keeps the token beside the version in the same transaction."""
+    cur = db.execute(
+        "INSERT INTO shard_tokens (table_id, shard, token) VALUES (?, ?, ?) ON CONFLICT (table_id, shard) "
+        "DO UPDATE SET token = excluded.token WHERE excluded.token >= shard_tokens.token",
+        (change.table_id, change.shard, change.token),
+    )
+    if cur.rowcount != 1:
+        refused = _fenced(db, change)
+        assert refused is not None, "a token is refused only when an older one than the shard's"
+        raise refused
+
+
+def _fenced(db: sqlite3.Connection, change: ShardChange) -> LeaseExpired | None:
+    """LeaseExpired if a commit staged under a later grant of the shard's writer slot has been published: this
+    change's grant was revoked (its lease ran out) and the next writer's commit must not be overwritten."""
+    row = db.execute(
+        "SELECT token, (SELECT name FROM tables WHERE id = ?) FROM shard_tokens WHERE table_id = ? AND shard = ?",
+        (change.table_id, change.table_id, change.shard),
+    ).fetchone()
+    if row is None or row[0] <= change.token:
+        return None
+    return LeaseExpired(
+        row[1] or change.table_id,
+        change.shard,
+        "the writer slot grant it was staged under was revoked (its lease ran out, or the shard's host restarted) "
+        "and a later writer has committed",
+    )
 
 
 def catalog_path(root: str) -> str:
@@ -506,21 +544,89 @@ def history(db: sqlite3.Connection, table_id: str, shard: int, version: int) -> 
     return base[1], [Delta(gone, data) for gone, data in rows]
 
 
-_readers: dict[str, sqlite3.Connection] = {}
-_readers_lock = threading.Lock()
+class HistoryReaders:
+    """``history`` for a process that holds no catalog (a shard host loading shards), over connections it keeps.
+
+    One read-only connection per catalog file, shared by the owner's threads under a lock (loads are rare), at most
+    ``size`` of them: the least recently used is closed when another is opened. The owner closes them with
+    ``close``; nothing is kept per process beyond its owner.
+
+    >>> readers = HistoryReaders()                          # doctest: +SKIP
+    >>> base, deltas = readers.read("data/catalog.db", table_id, shard=0, version=7)  # doctest: +SKIP
+    """
+
+    def __init__(self, size: int = 8, busy_timeout: float = 30.0) -> None:
+        self.busy_timeout = busy_timeout
+        self._lock = threading.Lock()
+        self._connections = _ClosingLRU(maxsize=size)
+
+    def read(self, path: str, table_id: str, shard: int, version: int) -> tuple[int, list[Delta]]:
+        with self._lock, sqlite_errors(self.busy_timeout):
+            db = self._connections.get(path)
+            if db is None:
+                db = self._connections[path] = _reader(path, self.busy_timeout)
+            db.execute("BEGIN")
+            try:
+                return history(db, table_id, shard, version)
+            finally:
+                db.execute("COMMIT")
+
+    def open_count(self) -> int:
+        with self._lock:
+            return len(self._connections)
+
+    def close(self) -> None:
+        with self._lock:
+            while self._connections:
+                self._connections.popitem()
+
+
+class _ClosingLRU(cachetools.LRUCache):  # type: ignore[misc]
+    """An LRU cache of connections that closes each one it evicts."""
+
+    def popitem(self) -> tuple[str, sqlite3.Connection]:
+        path, db = super().popitem()
+        db.close()
+        return path, db
 
 
 def read_history(path: str, table_id: str, shard: int, version: int) -> tuple[int, list[Delta]]:
-    """``history`` from another process (a shard host): one connection per catalog, shared (loads are rare)."""
-    with _readers_lock:
-        db = _readers.get(path)
-        if db is None:
-            db = _readers[path] = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        db.execute("BEGIN")
+    """``history`` once, over a connection opened and closed for it (tests, tools; hosts use HistoryReaders)."""
+    with sqlite_errors(30.0):
+        db = _reader(path, 30.0)
         try:
+            db.execute("BEGIN")
             return history(db, table_id, shard, version)
         finally:
-            db.execute("COMMIT")
+            db.close()
+
+
+def _reader(path: str, busy_timeout: float) -> sqlite3.Connection:
+    return sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+
+
+@contextmanager
+def sqlite_errors(busy_timeout: float) -> Iterator[None]:
+    """Translate sqlite3's errors where the catalog calls it: a lock still held by another connection after the busy
+    timeout is CatalogBusy (503 with Retry-After: nothing was changed, a retry soon will likely pass); any other
+    ``OperationalError`` (I/O, disk full ...) is StorageError."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if _busy(exc):
+            raise CatalogBusy(
+                f"The catalog stayed locked by another writer past its busy timeout ({busy_timeout:g} s); "
+                "nothing was changed, retry shortly"
+            ) from exc
+        raise StorageError(f"the catalog failed: {exc}", step="catalog") from exc
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def _record(row: tuple) -> TableRecord:

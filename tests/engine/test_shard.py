@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import sqlite3
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import CommitConflict, DuplicateKey, TableExists, TableNotFound
+from engine.errors import CommitConflict, DuplicateKey, LeaseExpired, TableExists, TableNotFound
 from engine.logical.plan import Compact, Delete, Insert, ReadPlan, ShardOp, ShardSpec, StageResult, Update, Upsert
 from engine.model.coerce import rows_to_table
 from engine.model.schema import build_schema
@@ -221,9 +222,55 @@ def test_an_aborted_stage_leaves_the_key_index_alone(tmp_path: Path) -> None:
         shard.stage("d", None, [Insert(rows((0, 1)))])
 
 
+@contextlib.contextmanager
+def revoked() -> Iterator[None]:
+    """A fence whose grant was revoked: the host's guard raises before the Lance commit it wraps."""
+    raise LeaseExpired("t", 0, "its lease ran out")
+    yield
+
+
+@pytest.mark.parametrize(
+    "ops",
+    [[Insert(rows(*((i, i) for i in range(10, 10 + shardlog.DELTA_ROWS + 1))))], [Compact()]],
+    ids=["write", "compaction"],
+)
+def test_a_revoked_stage_commits_nothing_to_lance(tmp_path: Path, ops: list[ShardOp]) -> None:
+    """Every Lance commit of a stage goes through its guard: once the host revoked the writer's grant (its lease
+    ran out and the next writer has the shard), the stage cannot add a Lance version under the next writer."""
+    shard = make_shard(tmp_path)
+    for i in range(3):
+        shard.stage(str(i), None, [Insert(rows((i, i)))])
+        shard.commit(str(i))
+    latest = storage.latest_version(shard.uri)
+    with pytest.raises(LeaseExpired):
+        shard.stage("zombie", None, ops, guard=revoked)
+    assert storage.latest_version(shard.uri) == latest and shard.staged is None
+    shard.abort("zombie")
+    shard.stage("next", None, [Insert(rows((99, 99)))])
+    shard.commit("next")
+    assert state(shard) == {0: 0, 1: 1, 2: 2, 99: 99} and mirrors_lance(shard)
+
+
 class TestCatalog:
     def record(self, name: str = "t") -> TableRecord:
         return TableRecord(f"id-{name}", name, SCHEMA, 2, "2024-01-01T00:00:00Z", 0)
+
+    def test_commit_refuses_a_token_older_than_the_shards_last(self, tmp_path: Path) -> None:
+        """The fencing token of a revoked grant loses to the later grant's, whole: nothing of its commit lands."""
+        cat = SqliteCatalog(tmp_path / "c.db")
+        cat.create_table(self.record(), [1, 1])
+        cat.commit([ShardChange("id-t", 0, 1, 2, 5, token=50)])
+        with pytest.raises(LeaseExpired) as exc:  # the version matches, the token is older
+            cat.commit([ShardChange("id-t", 1, 1, 3, 7, token=60), ShardChange("id-t", 0, 2, 3, 6, token=40)])
+        assert exc.value.fields == {"table": "t", "shard": 0}
+        assert [s.version for s in cat.snapshot("id-t")] == [2, 1] and cat.get_table("t").version == 1
+        assert cat.history("id-t", 1, 1) == (1, [])  # shard 1 was not published either
+        with pytest.raises(LeaseExpired):  # a stale version with an older token: fenced, not a plain conflict
+            cat.commit([ShardChange("id-t", 0, 1, 3, 6, token=40)])
+        with pytest.raises(CommitConflict):  # a stale version with a newer token: a conflict, retried
+            cat.commit([ShardChange("id-t", 0, 1, 3, 6, token=70)])
+        cat.commit([ShardChange("id-t", 0, 2, 3, 6, token=50), ShardChange("id-t", 1, 1, 3, 7, token=60)])
+        assert [s.version for s in cat.snapshot("id-t")] == [3, 3]
 
     def test_commit_is_compare_and_swap_over_all_shards(self, tmp_path: Path) -> None:
         cat = SqliteCatalog(tmp_path / "c.db")
@@ -391,9 +438,9 @@ def test_prune_keeps_what_recent_versions_need(tmp_path: Path, monkeypatch: pyte
     for i in range(5):
         logged.write(str(i), Insert(rows((i, i))))
         old.append(logged.shard.version)
-    time.sleep(0.05)
     recent = logged.shard.version
-    [keep] = logged.catalog.prune_log(logged.table_id, retention_seconds=0.02)
+    # No retention: the cut is now, after every commit so far (rather than sleeping until they are old enough).
+    [keep] = logged.catalog.prune_log(logged.table_id, retention_seconds=0)
     assert keep == logged.shard.log.base  # the last fold: the versions since are built on it
     assert logged.shard.cleanup(keep) > 0
     assert state(logged.shard, recent) == {i: i for i in range(5)}
