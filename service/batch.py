@@ -3,18 +3,29 @@
 A request that was processed answers 200 and its body says what failed (``errors``, per-operation ``status``);
 a request that could not be processed at all answers 4xx: a malformed body (400), a body of the wrong shape
 (422), more than 1000 operations or too many rows (413), an empty operation list (400), an Idempotency-Key
-already used with a different body (422). A retry with the same key and body returns the first result.
+longer than 255 characters (400) or already used with a different body (422), or a retry while the first request
+with that key still runs (409 ``request_in_progress``, Retry-After). A retry with the same key and body returns
+the first answer.
+
+An operation that failed on our side shows a stable sentence and its code, never the cause (a path of the data
+directory, a Lance or Ray message): the cause is logged here with the request id.
 """
 
 from __future__ import annotations
+
+import logging
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from engine import BatchResult, EngineError
 from service.context import database
+from service.errors import REQUEST_ID_KEY
 from service.json import JSONResponse, parse_body
 from service.models import BatchRequest
+
+log = logging.getLogger("tessera.service")
 
 
 async def batch_operations(request: Request) -> Response:
@@ -28,4 +39,21 @@ async def batch_operations(request: Request) -> Response:
             operations, transaction=body.transaction, continue_on_error=body.continue_on_error, idempotency_key=key
         )
     )
+    _log_causes(request, result)
     return JSONResponse(result.to_dict(body.return_results))
+
+
+def _log_causes(request: Request, result: BatchResult) -> None:
+    """Log the failures on our side with the request id: the client saw only a stable sentence and a code."""
+    request_id = request.scope.get(REQUEST_ID_KEY, "-")
+    for error in result.errors:
+        if isinstance(error.cause, EngineError):
+            log.warning(
+                "batch operation %d (%s on table %r) failed on our side (request id %s): %s",
+                error.operation,
+                error.operation_type,
+                error.table,
+                request_id,
+                error.cause.message,
+                exc_info=error.cause,
+            )

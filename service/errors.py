@@ -31,6 +31,7 @@ from engine.errors import (
     IdempotencyKeyReused,
     InvalidRequest,
     NotFound,
+    RequestInProgress,
     SchemaMismatch,
     ShardUnavailable,
     TooLarge,
@@ -144,7 +145,8 @@ _STATUS: dict[type[BaseException], int] = {
 }
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 _GENERIC = "Internal server error"
-_RETRYABLE = (ShardUnavailable, CatalogBusy)  # our side is busy or recovering: shown, with Retry-After
+# our side is busy or recovering, or the first request with this Idempotency-Key still runs: shown, with Retry-After
+_RETRYABLE = (ShardUnavailable, CatalogBusy, RequestInProgress)
 
 
 def status_for(exc: BaseException) -> int:

@@ -4,30 +4,54 @@
 ...     {"operation": "update", "table": "accounts", "where": {"id": 1}, "set": {"balance": {"expr": "balance - 10"}}},
 ...     {"operation": "update", "table": "accounts", "where": {"id": 2}, "set": {"balance": {"expr": "balance + 10"}}},
 ...     {"operation": "insert", "table": "ledger", "data": {"src": 1, "dst": 2, "amount": 10}},
-... ])
+... ], idempotency_key="transfer-17")
 
 Every operation is validated and planned before anything runs. The shard operations of the whole batch are
 grouped per shard in batch order, so a shard applies them one after another and a later operation sees the
 effect of an earlier one (a row lives on exactly one shard). ``expect_rows`` is checked after staging and
 before the single catalog commit, so a failed expectation leaves nothing behind.
+
+With an Idempotency-Key the key is reserved in the catalog before anything runs (``engine.storage.idempotency``),
+so a duplicate that arrives meanwhile is refused (RequestInProgress) instead of running twice. The answer is stored
+with the writes: a transaction's in its commit; without a transaction, each operation's commit also stores the
+results so far, so a retry after a crash resumes after the operations already committed. A failure on our side
+(any EngineError, or a conflict that says "retry") is never stored as the key's answer: the retry runs again.
+
+A client never sees such a failure's cause (a file path, a Lance or Ray message): the operation's ``error`` is a
+stable sentence and its ``code`` the error's; ``OperationError.cause`` keeps the exception for the caller's logs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import pyarrow as pa
 
-from engine.errors import IdempotencyKeyReused, InvalidRequest, TesseraError, TooLarge
+from engine.errors import (
+    CatalogBusy,
+    CommitConflict,
+    EngineError,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    LeaseExpired,
+    RequestInProgress,
+    SandboxUnavailable,
+    ShardUnavailable,
+    StorageError,
+    TesseraError,
+    TooLarge,
+)
 from engine.expr.where import parse_where
 from engine.logical.plan import Delete, Insert, ShardOp, StageResult, Update, Upsert
 from engine.physical.coordinator import ShardWork
-from engine.storage.catalog import IdempotencyRace, IdempotencyRecord
+from engine.storage.catalog import SchemaChanged
+from engine.storage.idempotency import IdempotencyRace, IdempotencyRecord, Reservation
 
 if TYPE_CHECKING:
     from engine.client.database import Database
@@ -35,7 +59,10 @@ if TYPE_CHECKING:
 OperationType = Literal["insert", "update", "delete", "upsert"]
 OPERATION_TYPES: tuple[str, ...] = ("insert", "update", "delete", "upsert")
 MAX_OPERATIONS = 1000
+IDEMPOTENCY_KEY_MAX = 255  # characters
 Status = Literal["success", "failed", "rolled_back", "skipped"]
+# Failures that say nothing about the request: retrying it may well pass, so they are never a key's answer.
+TRANSIENT: tuple[type[TesseraError], ...] = (EngineError, SchemaChanged, LeaseExpired)
 
 
 class ExpectationFailed(InvalidRequest):
@@ -59,6 +86,12 @@ class OperationError:
     operation_type: str
     error: str
     code: str
+    # The exception behind it, for the caller's logs: never shown to a client, never stored with a key's answer.
+    cause: TesseraError | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def transient(self) -> bool:
+        return isinstance(self.cause, TRANSIENT)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +121,11 @@ class BatchResult:
     @property
     def failed(self) -> int:
         return sum(r.status == "failed" for r in self.results)
+
+    @property
+    def transient(self) -> bool:
+        """Some operation failed on our side (a retry may pass): this is not an answer to store under a key."""
+        return any(e.transient for e in self.errors)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BatchResult:
@@ -132,24 +170,45 @@ def run_batch(
 ) -> BatchResult:
     """Run ``operations`` in order; see the module docstring and API.md "Batch operations".
 
-    With ``idempotency_key``, the result is stored (for a committed transaction, in the same catalog commit as
-    its writes) and a retry with the same key and request returns it without applying anything again; the
-    same key with a different request is IdempotencyKeyReused.
+    With ``idempotency_key``, a retry with the same key and request returns the first answer without applying
+    anything again; the same key with a different request is IdempotencyKeyReused; a retry while the first is
+    still running is RequestInProgress.
     """
+    _check_size(db, operations)
     if idempotency_key is None:
         return _run(db, operations, transaction, continue_on_error, None)
+    check_idempotency_key(idempotency_key)
     request_hash = _request_hash(operations, transaction, continue_on_error)
-    for _ in range(2):
-        prior = db.catalog.get_record(idempotency_key)
-        if prior is not None:
-            if prior.request_hash != request_hash:
-                raise IdempotencyKeyReused(idempotency_key)
-            return BatchResult.from_dict(orjson.loads(prior.response))
+    for _ in range(3):
+        reservation = db.catalog.reserve_key(
+            idempotency_key,
+            request_hash,
+            ttl_seconds=db.settings.idempotency_ttl_hours * 3600,
+            stale_seconds=db.settings.lease_seconds,
+        )
+        if reservation.state == "reused":
+            raise IdempotencyKeyReused(idempotency_key)
+        if reservation.state == "answered":
+            assert reservation.response is not None
+            return BatchResult.from_dict(orjson.loads(reservation.response))
+        if reservation.state == "running":
+            raise RequestInProgress(idempotency_key)
         try:
-            return _run(db, operations, transaction, continue_on_error, (idempotency_key, request_hash))
+            return _run_reserved(db, operations, transaction, continue_on_error, _Attempt(idempotency_key, reservation))
         except IdempotencyRace:
-            continue  # a concurrent request with this key committed first: replay its result
-    raise AssertionError("unreachable")
+            continue  # this attempt stalled past the bound and another took the key over: look at the key again
+    raise RequestInProgress(idempotency_key)
+
+
+def check_idempotency_key(key: object) -> str:
+    """The key, if it can be one: a string of 1 to IDEMPOTENCY_KEY_MAX characters (400 naming the header)."""
+    if not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX:
+        got = f"{len(key)} characters" if isinstance(key, str) else f"a {type(key).__name__}"
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters long (got {got})",
+            field="Idempotency-Key",
+        )
+    return key
 
 
 def _request_hash(operations: Any, transaction: bool, continue_on_error: bool) -> str:
@@ -160,14 +219,8 @@ def _request_hash(operations: Any, transaction: bool, continue_on_error: bool) -
     return hashlib.sha256(body).hexdigest()
 
 
-def _run(
-    db: Database,
-    operations: Sequence[dict[str, Any]],
-    transaction: bool,
-    continue_on_error: bool,
-    key: tuple[str, str] | None,
-) -> BatchResult:
-    start = time.perf_counter()
+def _check_size(db: Database, operations: Any) -> None:
+    """The checks that refuse a request before anything runs (4xx, nothing stored under a key)."""
     if not isinstance(operations, (list, tuple)) or not operations:
         raise InvalidRequest("operations must be a non-empty list", field="operations")
     if len(operations) > MAX_OPERATIONS:
@@ -179,29 +232,80 @@ def _run(
         limit = db.settings.max_rows_per_request
         raise TooLarge(f"{rows} rows in one batch; the limit is {limit}", limit=limit)
 
-    recorded: list[BatchResult] = []
 
-    def record(
-        results: list[OperationResult], errors: list[OperationError], committed: bool
-    ) -> IdempotencyRecord | None:
-        if key is None:
-            return None
-        recorded[:] = [BatchResult(tuple(results), tuple(errors), committed, (time.perf_counter() - start) * 1000)]
-        return IdempotencyRecord(key[0], key[1], orjson.dumps(recorded[0].to_dict()).decode())
+class _Attempt:
+    """One run of an idempotent batch under its key's reservation: builds what it stores with its writes."""
 
-    if transaction:
-        results, errors, committed = _transactional(db, operations, continue_on_error, record)
-    else:
-        results, errors, committed = _one_by_one(db, operations, continue_on_error)
-    if transaction and committed and recorded:
-        return recorded[0]  # exactly what a retry will replay
-    result = BatchResult(tuple(results), tuple(errors), committed, (time.perf_counter() - start) * 1000)
-    if key is not None:  # nothing was committed with it: store it now
-        db.catalog.put_record(IdempotencyRecord(key[0], key[1], orjson.dumps(result.to_dict()).decode()))
+    def __init__(self, key: str, reservation: Reservation) -> None:
+        self.key = key
+        self.token = reservation.attempt
+        self.start = time.perf_counter()
+        # what an interrupted attempt committed one by one: resume after it
+        self.resumed = BatchResult.from_dict(orjson.loads(reservation.response)) if reservation.response else None
+        self.stored: BatchResult | None = None  # the answer committed with a transaction's writes
+
+    def answer(self, results: Sequence[OperationResult]) -> IdempotencyRecord:
+        """A committed transaction's answer, stored in its commit."""
+        self.stored = _result(results, (), True, self.start)
+        return self._record(self.stored, final=True)
+
+    def progress(self, results: Sequence[OperationResult], errors: Sequence[OperationError]) -> IdempotencyRecord:
+        """The results so far of a batch whose operations commit one by one, stored with each commit."""
+        return self._record(_result(results, errors, True, self.start), final=False)
+
+    def _record(self, result: BatchResult, final: bool) -> IdempotencyRecord:
+        return IdempotencyRecord(self.key, self.token, orjson.dumps(result.to_dict()).decode(), final)
+
+
+def _run_reserved(
+    db: Database, operations: Sequence[dict[str, Any]], transaction: bool, continue_on_error: bool, attempt: _Attempt
+) -> BatchResult:
+    """Run under the reservation, then answer the key, or give it up when the result is not an answer."""
+    try:
+        result = _run(db, operations, transaction, continue_on_error, attempt)
+    except IdempotencyRace:
+        raise
+    except BaseException:
+        db.catalog.release_key(attempt.key, attempt.token)
+        raise
+    if result.transient:
+        db.catalog.release_key(attempt.key, attempt.token)
+    elif result is not attempt.stored:  # not committed with the writes: store it now
+        # IdempotencyRace: another attempt took over and answers retries; what this one did is still its answer
+        with contextlib.suppress(IdempotencyRace):
+            db.catalog.put_record(
+                IdempotencyRecord(attempt.key, attempt.token, orjson.dumps(result.to_dict()).decode())
+            )
     return result
 
 
-_Record = Callable[[list[OperationResult], list[OperationError], bool], IdempotencyRecord | None]
+def _result(
+    results: Sequence[OperationResult], errors: Sequence[OperationError], committed: bool, start: float
+) -> BatchResult:
+    return BatchResult(tuple(results), tuple(errors), committed, (time.perf_counter() - start) * 1000)
+
+
+def _run(
+    db: Database,
+    operations: Sequence[dict[str, Any]],
+    transaction: bool,
+    continue_on_error: bool,
+    attempt: _Attempt | None,
+) -> BatchResult:
+    start = time.perf_counter()
+    if transaction:
+        results, errors, committed = _transactional(
+            db, operations, continue_on_error, attempt.answer if attempt is not None else None
+        )
+        if committed and attempt is not None and attempt.stored is not None:
+            return attempt.stored  # exactly what a retry will replay
+    else:
+        results, errors, committed = _one_by_one(db, operations, continue_on_error, attempt)
+    return _result(results, errors, committed, start)
+
+
+# Builds the record a commit stores with its writes, from the results of the operations it commits.
+_Record = Callable[[list[OperationResult]], IdempotencyRecord]
 
 
 def _transactional(
@@ -239,7 +343,7 @@ def _transactional(
                 )
         if record is None:
             return None
-        return record([OperationResult(p.index, "success", counts[p.index]) for p in plans], [], True)
+        return record([OperationResult(p.index, "success", counts[p.index]) for p in plans])
 
     try:
         staged = db.coordinator.run(work, check=check)
@@ -258,24 +362,44 @@ def _transactional(
 
 
 def _one_by_one(
-    db: Database, operations: Sequence[dict[str, Any]], continue_on_error: bool
+    db: Database, operations: Sequence[dict[str, Any]], continue_on_error: bool, attempt: _Attempt | None = None
 ) -> tuple[list[OperationResult], list[OperationError], bool]:
-    results: list[OperationResult] = []
-    errors: list[OperationError] = []
-    for i, op in enumerate(operations):
-        if errors and not continue_on_error:
+    """Each operation in its own transaction. With a key, each commit also stores the results so far, and a
+    resumed attempt starts after the operations an interrupted one committed. A failure on our side stops the
+    batch whatever ``continue_on_error`` says: the operations after it are skipped, so a retry resumes in order."""
+    resumed = attempt.resumed if attempt is not None else None
+    results = list(resumed.results) if resumed is not None else []
+    errors = list(resumed.errors) if resumed is not None else []
+    for i in range(len(results), len(operations)):
+        op = operations[i]
+        if errors and (not continue_on_error or any(e.transient for e in errors)):
             results.append(OperationResult(i, "skipped"))
             continue
         try:
-            one = _transactional(db, [op], False)
+            one = _transactional(db, [op], False, _progress(attempt, i, results, errors))
+        except IdempotencyRace:
+            raise
         except TesseraError as exc:
             one = ([OperationResult(0, "failed")], [_error(0, op, exc)], False)
         (result,), errs, _ = one
         results.append(
             OperationResult(i, result.status if result.status != "rolled_back" else "failed", result.rows_affected)
         )
-        errors.extend(OperationError(i, e.table, e.operation_type, e.error, e.code) for e in errs)
+        errors.extend(replace(e, operation=i) for e in errs)
     return results, errors, any(r.status == "success" for r in results)
+
+
+def _progress(
+    attempt: _Attempt | None, index: int, results: list[OperationResult], errors: list[OperationError]
+) -> _Record | None:
+    """What operation ``index``'s commit stores under the key: the results so far, its own included."""
+    if attempt is None:
+        return None
+
+    def record(done: list[OperationResult]) -> IdempotencyRecord:
+        return attempt.progress([*results, OperationResult(index, "success", done[0].rows_affected)], errors)
+
+    return record
 
 
 _Resolved = dict[str, tuple[Any, Any, dict[tuple[str, int], Any]]]  # name -> (Table, TableRecord, specs by shard)
@@ -406,4 +530,23 @@ def _failed_operation(exc: TesseraError, origin: _Origin) -> int | None:
 def _error(index: int, op: Any, exc: TesseraError) -> OperationError:
     table = op.get("table") if isinstance(op, dict) else None
     kind = op.get("operation") if isinstance(op, dict) else None
-    return OperationError(index, str(table or ""), str(kind or ""), exc.message, exc.code)
+    message = exc.message if not isinstance(exc, EngineError) else public_message(exc)
+    return OperationError(index, str(table or ""), str(kind or ""), message, exc.code, exc)
+
+
+def public_message(exc: EngineError) -> str:
+    """What a client is told of a failure on our side: one stable sentence per kind, never the cause's text (it
+    may name files of the data directory or carry a Lance or Ray message); the cause goes to the server's log."""
+    if isinstance(exc, SandboxUnavailable):
+        what = "no UDF sandbox worker could be started"
+    elif isinstance(exc, ShardUnavailable):
+        what = "a shard host was unavailable"
+    elif isinstance(exc, CatalogBusy):
+        what = "the catalog stayed locked by other writers"
+    elif isinstance(exc, StorageError):
+        what = "the storage layer failed"
+    elif isinstance(exc, CommitConflict):
+        what = "concurrent writes kept conflicting with this one"
+    else:
+        what = "an internal error stopped it"
+    return f"{what}; this operation was not applied, retry the request (the server logged the cause)"

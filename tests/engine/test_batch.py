@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+
 import pytest
+from batch_helpers import broken_storage, broken_table, reserved, shards_held, wait_for
 
 import engine
-from engine.errors import InvalidRequest, TooLarge
+from engine.client.batch import _request_hash
+from engine.errors import InvalidRequest, RequestInProgress, StorageError, TooLarge
 
 
 @pytest.fixture
@@ -204,21 +210,108 @@ class TestIdempotency:
         assert values(db, a) == {1: 0}
 
     def test_concurrent_requests_with_one_key_apply_once(self, db: engine.Database, two: tuple[str, str]) -> None:
-        import threading
-
         a, _ = two
         db.table(a).insert({"id": 1, "v": 0, "version": 0})
         ops = [{"operation": "update", "table": a, "where": {"id": 1}, "set": {"v": {"expr": "v + 1"}}}]
         results: list[engine.BatchResult] = []
-        threads = [
-            threading.Thread(target=lambda: results.append(db.batch(ops, idempotency_key=f"c-{a}"))) for _ in range(6)
-        ]
+        refused: list[RequestInProgress] = []
+
+        def send() -> None:
+            try:
+                results.append(db.batch(ops, transaction=False, idempotency_key=f"c-{a}"))
+            except RequestInProgress as exc:
+                refused.append(exc)
+
+        threads = [threading.Thread(target=send) for _ in range(6)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert len(results) == 6 and all(r.to_dict() == results[0].to_dict() for r in results)
+        assert len(results) + len(refused) == 6 and results  # each one answered, or refused while another ran
+        assert all(r.to_dict() == results[0].to_dict() for r in results)
         assert values(db, a) == {1: 1}
+        assert db.batch(ops, transaction=False, idempotency_key=f"c-{a}").to_dict() == results[0].to_dict()
+
+    @pytest.mark.parametrize("transaction", [False, True])
+    def test_a_duplicate_while_the_first_runs_is_refused_then_gets_its_answer(
+        self, db: engine.Database, two: tuple[str, str], transaction: bool
+    ) -> None:
+        a, _ = two
+        db.table(a).insert({"id": 1, "v": 0, "version": 0})
+        ops = [{"operation": "update", "table": a, "where": {"id": 1}, "set": {"v": {"expr": "v + 1"}}}]
+        key = f"d-{a}-{transaction}"
+        first: list[engine.BatchResult] = []
+        with shards_held(db, a):  # the first request reserves its key, then waits for a shard
+            thread = threading.Thread(
+                target=lambda: first.append(db.batch(ops, transaction=transaction, idempotency_key=key))
+            )
+            thread.start()
+            wait_for(lambda: reserved(db, key))
+            with pytest.raises(RequestInProgress) as refused:
+                db.batch(ops, transaction=transaction, idempotency_key=key)
+            assert refused.value.code == "request_in_progress" and refused.value.fields["retry_after"] >= 1
+        thread.join(timeout=120)
+        assert first and first[0].committed
+        assert db.batch(ops, transaction=transaction, idempotency_key=key).to_dict() == first[0].to_dict()
+        assert values(db, a) == {1: 1}  # applied once, by the first request only
+
+    def test_a_reservation_left_by_a_crashed_process_is_taken_over(
+        self, db: engine.Database, two: tuple[str, str]
+    ) -> None:
+        a, _ = two
+        ops = [{"operation": "insert", "table": a, "data": {"id": 1, "v": 1, "version": 0}}]
+        key = f"x-{a}"
+        crashed = (
+            "import os, sys\n"
+            "from engine.storage.catalog import SqliteCatalog\n"
+            "SqliteCatalog(sys.argv[1]).reserve_key(sys.argv[2], sys.argv[3], ttl_seconds=3600, stale_seconds=3600)\n"
+            "os._exit(9)  # dies holding the reservation\n"
+        )
+        args = [db.catalog.path, key, _request_hash(ops, False, False)]
+        subprocess.run([sys.executable, "-c", crashed, *args], check=False, timeout=120)
+        assert reserved(db, key)
+        result = db.batch(ops, transaction=False, idempotency_key=key)  # not refused: its holder is gone
+        assert result.committed and values(db, a) == {1: 1}
+
+    def test_a_failure_on_our_side_is_not_the_answer_and_shows_no_cause(self, db: engine.Database, name: str) -> None:
+        table = broken_table(db, name)
+        ops = [{"operation": "insert", "table": table, "data": [{"id": i, "v": i} for i in range(300)]}]
+        with broken_storage(db, table):
+            failed = db.batch(ops, idempotency_key=f"s-{table}")
+        assert not failed.committed and [e.code for e in failed.errors] == ["storage_error"]
+        shown = repr(failed.to_dict())
+        assert db.root not in shown and "Lance" not in shown and "Error" not in shown and "os error" not in shown
+        assert isinstance(failed.errors[0].cause, StorageError) and db.root in failed.errors[0].cause.message
+        retried = db.batch(ops, idempotency_key=f"s-{table}")  # runs again: the failure was not stored
+        assert retried.committed and db.table(table).count() == 301
+
+    def test_without_a_transaction_a_retry_resumes_after_what_committed(self, db: engine.Database, name: str) -> None:
+        table = broken_table(db, name)
+        ops = [
+            {"operation": "update", "table": table, "where": {"id": -1}, "set": {"v": {"expr": "v + 1"}}},
+            {"operation": "insert", "table": table, "data": [{"id": i, "v": i} for i in range(300)]},
+            {"operation": "insert", "table": table, "data": {"id": 1000, "v": 0}},
+        ]
+        key = f"r-{table}"
+        with broken_storage(db, table):  # the small update is logged in the catalog; the large insert hits Lance
+            first = db.batch(ops, transaction=False, continue_on_error=True, idempotency_key=key)
+        # a failure on our side stops the batch (continue_on_error is for the request's own errors)
+        assert [r.status for r in first.results] == ["success", "failed", "skipped"] and first.committed
+        again = db.batch(ops, transaction=False, continue_on_error=True, idempotency_key=key)
+        assert [r.status for r in again.results] == ["success", "success", "success"] and not again.errors
+        assert again.results[0] == first.results[0]  # taken from what the first attempt committed
+        assert db.table(table).count() == 302
+        assert db.table(table).query(where={"id": -1}).to_pylist()[0]["v"] == 1  # the update ran once
+
+    @pytest.mark.parametrize("key", ["", "k" * 256])
+    def test_a_key_of_bad_length_is_refused(self, db: engine.Database, two: tuple[str, str], key: str) -> None:
+        a, _ = two
+        ops = [{"operation": "insert", "table": a, "data": {"id": 1, "v": 1, "version": 0}}]
+        with pytest.raises(InvalidRequest) as exc:
+            db.batch(ops, idempotency_key=key)
+        assert exc.value.fields["field"] == "Idempotency-Key" and "255" in exc.value.message
+        assert db.table(a).count() == 0
+        assert db.batch(ops, idempotency_key=f"{a}-".ljust(255, "k")).committed  # 255 is allowed
 
 
 class TestSetExpressions:
