@@ -26,13 +26,20 @@ class Settings:
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API; none: CORS stays off
     max_body_bytes: int = 64 * 1024 * 1024
     max_rows_per_request: int = 100_000
+    # A page past the first (offset > 0) must end within this many rows: every shard sends offset + limit rows to
+    # find it (Elasticsearch's max_result_window). Pages past the end are empty whatever the offset.
+    max_query_window: int = 100_000
+    # Ordering by aggregate or window values sorts the matching rows' key and sort columns in the reading process;
+    # more matching rows than this is refused (400 query_too_large).
+    max_query_rows: int = 1_000_000
     lease_seconds: float = 60.0  # a writer that holds a shard longer than this without finishing is aborted
+    catalog_busy_timeout_seconds: float = 30.0  # how long a catalog write waits for SQLite's lock before 503 busy
+    idempotency_ttl_hours: float = 24.0  # how long an Idempotency-Key's answer is kept and replayed
     maintenance_seconds: float = 30.0  # how often background compaction and cleanup run; 0 disables
     compact_min_fragments: int = 16
     version_retention_seconds: float = 300.0  # versions older than this can no longer be read (their files go)
-    # UDF sandbox: the runner ("module:Class", built with the udf_* limits below) and its limits per worker call,
-    # a call being one batch of at most udf_batch_rows rows, one registration check or one execute.
-    udf_runner: str = "sandbox.runner:SandboxRunner"
+    # UDF sandbox limits per worker call, a call being one batch of at most udf_batch_rows rows, one registration
+    # check or one execute; handed to the UDF languages the plugin registry provides (engine.registry.UdfLimits).
     udf_cpu_seconds: float = 2.0
     udf_wall_seconds: float = 5.0
     udf_memory_mb: int = 512  # address space of a worker process
@@ -69,7 +76,7 @@ class Settings:
         return tuple(item.strip() for item in raw.split(",") if item.strip())
 
     def udf_limits(self) -> dict[str, Any]:
-        """The keyword arguments of the UDF runner."""
+        """The UDF languages' limits, as the keyword arguments of ``engine.registry.UdfLimits``."""
         return {
             "cpu_seconds": self.udf_cpu_seconds,
             "wall_seconds": self.udf_wall_seconds,

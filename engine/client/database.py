@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,6 @@ from engine.client.results import MAX_SHARDS
 from engine.client.table import Table
 from engine.config import Settings
 from engine.errors import InvalidRequest
-from engine.expr import udfs
 from engine.logical.plan import (
     Compact,
     ShardSpec,
@@ -36,6 +36,7 @@ from engine.model.schema import build_schema
 from engine.physical import runtime
 from engine.physical.coordinator import Coordinator, ShardWork, resolve
 from engine.physical.derived import DerivedCache
+from engine.registry import Registry, UdfLimits, install, uninstall
 from engine.storage import lance as storage
 from engine.storage.catalog import ShardState, SqliteCatalog, TableRecord, catalog_path, now_iso
 
@@ -59,19 +60,22 @@ class Database:
         self.settings = settings
         self.root = str(Path(settings.data_dir).absolute())
         Path(self.root).mkdir(parents=True, exist_ok=True)
+        # Functions and UDF languages (with the sandbox limits) for this process, until close(); a plugin conflict
+        # fails here, before anything starts. The shard hosts build theirs from the same entry points.
+        limits = UdfLimits.of(settings)
+        self.registry = Registry.load(limits)
         runtime.start(settings.ray_address, settings.num_cpus)
-        self.catalog = SqliteCatalog(catalog_path(self.root))
+        self.catalog = SqliteCatalog(catalog_path(self.root), busy_timeout=settings.catalog_busy_timeout_seconds)
         hosts = self.catalog.get_meta("hosts")
         if hosts is None:
             hosts = str(settings.hosts or runtime.cluster_cpus())
             self.catalog.set_meta("hosts", hosts)
-        runner = (settings.udf_runner, settings.udf_limits())
-        udfs.configure(*runner)
-        pool = runtime.host_pool(self.root, int(hosts), settings.lease_seconds, runner)
+        pool = runtime.host_pool(self.root, int(hosts), settings.lease_seconds, limits)
         self.coordinator = Coordinator(self.catalog, pool)
         self.default_shards = settings.shards or runtime.cluster_cpus()
         self.derived = DerivedCache()
         self._reconcile()
+        self._previous_registry = install(self.registry)
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
         if settings.maintenance_seconds > 0:
@@ -146,6 +150,8 @@ class Database:
         self._stop.set()
         if self._maintenance is not None:
             self._maintenance.join(timeout=5)
+        uninstall(self.registry, self._previous_registry)
+        self.registry.close()  # its sandbox workers stop (they start again if something still runs a UDF)
 
     def __enter__(self) -> Database:
         return self
@@ -159,11 +165,17 @@ class Database:
         return record, states, specs_of(record, self.root)
 
     def _reconcile(self) -> None:
-        """Remove the data of tables the catalog does not name (dropped, or created by a crashed request)."""
+        """Remove the data of tables the catalog does not name (dropped, or created by a crashed request).
+
+        Another process may be creating a table right now: its data is written before the catalog names it. So a
+        directory is removed only once nothing in it changed for ``lease_seconds`` (a create is long done by
+        then), and the catalog is read after the directories are listed (a table named meanwhile is known)."""
+        found = storage.list_table_dirs(self.root)
         known = {r.id for r in self.catalog.list_tables()}
-        for table_id in storage.list_table_dirs(self.root):
-            if table_id not in known:
-                storage.remove(storage.table_dir(self.root, table_id))
+        for table_id in found:
+            path = storage.table_dir(self.root, table_id)
+            if table_id not in known and _idle_seconds(path) > self.settings.lease_seconds:
+                storage.remove(path)
 
     def _maintain_loop(self) -> None:
         while not self._stop.wait(self.settings.maintenance_seconds):
@@ -177,6 +189,7 @@ class Database:
         many small fragments; returns the shards folded or compacted."""
         compacted = 0
         s = self.settings
+        self.catalog.prune_keys(s.idempotency_ttl_hours * 3600)  # Idempotency-Keys past their time to live
         for record in self.catalog.list_tables():
             specs = specs_of(record, self.root)
             keep = self.catalog.prune_log(record.id, s.version_retention_seconds)
@@ -192,3 +205,13 @@ class Database:
                     self.coordinator.run([ShardWork(spec, (Compact(),))])
                     compacted += 1
         return compacted
+
+
+def _idle_seconds(path: str) -> float:
+    """Seconds since anything in a table's directory (itself, its shards' datasets, their top entries) last changed."""
+    try:
+        root = Path(path)
+        entries = [root, *root.iterdir(), *(e for d in root.iterdir() if d.is_dir() for e in d.iterdir())]
+        return time.time() - max(e.stat().st_mtime for e in entries)
+    except OSError:  # removed meanwhile (a drop): nothing to do
+        return 0.0

@@ -4,36 +4,28 @@ Aggregates: each shard returns a partial per group for its committed version (``
 are cached per shard version, so after a write only the shards it touched are asked again, and merged once.
 Windows: the key, partition, order and argument columns of every shard are gathered and computed at once
 (a partition may span shards), cached per table version. Values reach rows by key (windows) or by group
-(aggregates): ``attach``.
+(aggregates): ``engine.logical.derived``, which also narrows them for filters and orders.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
-from engine.expr.aggregates import attach_groups, merge_partials, window_values
+from engine.expr.aggregates import merge_partials, window_values
 from engine.expr.compiler import compile_expression
 from engine.expr.udfs import functions
+from engine.logical.derived import Values
 from engine.logical.plan import ColumnKernel, ReadPlan, ShardSpec
 from engine.model.columns import ARG, VALUE, ComputedColumn, group_by, parse_call, window_spec
 from engine.physical.coordinator import Coordinator
 from engine.storage.catalog import ShardState, TableRecord
 
 _MAX_CACHED = 64
-
-
-@dataclass(frozen=True)
-class Values:
-    """A whole-table column's values for one table version: ``frame`` holds ``on`` columns and ``VALUE``."""
-
-    on: tuple[str, ...]  # the group_by columns (aggregate) or the key (window)
-    frame: pl.DataFrame
 
 
 class DerivedCache:
@@ -136,20 +128,6 @@ def _window(
     frame = pl.from_arrow(pa.concat_tables(tables))
     assert isinstance(frame, pl.DataFrame)
     return key, window_values(frame, spec, key, VALUE)
-
-
-def attach(rows: pa.Table, values: Values, name: str) -> pa.Array | pa.ChunkedArray:
-    """Each row's value of the column, in row order (``rows`` must hold the ``values.on`` columns)."""
-    if not values.on:
-        return attach_groups(
-            pl.DataFrame({"_": pl.zeros(rows.num_rows, eager=True)}), values.frame, (), name
-        ).to_arrow()
-    frame = pl.from_arrow(rows.select(list(values.on)))
-    assert isinstance(frame, pl.DataFrame)
-    table = values.frame
-    if frame.height * 16 < table.height:  # a page of rows against a whole table's values: narrow it first
-        table = table.filter(pl.all_horizontal(pl.col(c).is_in(frame[c].unique().implode()) for c in values.on))
-    return attach_groups(frame, table, values.on, name).to_arrow()
 
 
 def _trim(cache: dict[Any, Any], size: int) -> None:

@@ -410,6 +410,8 @@ class TestMaintenance:
         first.close()
         orphan = tmp_path / "tables" / "deadbeef"
         orphan.mkdir(parents=True)
+        day_ago = time.time() - 86_400  # an idle leftover: a fresh one may be a create still under way
+        os.utime(orphan, (day_ago, day_ago))
         again = engine.connect(data_dir=str(tmp_path), maintenance_seconds=0)
         assert not orphan.exists() and again.list_tables() == ["keep"]
         again.close()

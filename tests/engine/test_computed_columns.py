@@ -229,3 +229,32 @@ def test_user_columns_named_like_internal_ones(db: engine.Database, name: str) -
     got = {r["id"]: r for r in t.query().rows.to_pylist()}
     assert [got[i]["rn"] for i in range(6)] == [6, 5, 4, 3, 2, 1]
     assert got[0]["total"] == 10 + 8 + 6 and got[1]["total"] == 9 + 7 + 5
+
+
+def test_window_values_of_a_composite_key_filter_and_order(db: engine.Database, name: str) -> None:
+    """A window's values attach by the whole key: with two key columns the filter pushed to the shards and the
+    page fetched after a sort by them match on both."""
+    t = db.create_table(name, {"a": "int", "b": "string", "v": "float"}, primary_key=["a", "b"], shards=3)
+    data = [{"a": i % 4, "b": "xy|:"[i % 4] * (i % 3 + 1), "v": float((i * 7) % 10)} for i in range(12)]
+    t.insert(data)
+    t.add_computed_column("rn", "window", "ROW_NUMBER()", parameters={"order_by": [{"column": "v"}]})
+    ranked = sorted(data, key=lambda r: (r["v"], r["a"], r["b"]))  # ties by the key
+    rn = {(r["a"], r["b"]): k + 1 for k, r in enumerate(ranked)}
+    low = t.query(where=[{"column": "rn", "operator": "<=", "value": 4}], order_by=["a", "b"]).rows.to_pylist()
+    assert [(r["a"], r["b"]) for r in low] == sorted(k for k, n in rn.items() if n <= 4)
+    top = t.query(order_by=["rn:desc"], limit=3, offset=1, select=["b", "rn", "a"]).rows.to_pylist()
+    assert [(r["a"], r["b"], r["rn"]) for r in top] == [
+        (r["a"], r["b"], rn[(r["a"], r["b"])]) for r in ranked[::-1][1:4]
+    ]
+    assert t.count([{"column": "rn", "operator": "in", "value": [1, 12]}]) == 2
+
+
+def test_window_values_of_a_table_without_a_key(db: engine.Database, name: str) -> None:
+    """Without a primary key, window values attach by ``_row_id``: a filter on them pins row ids to shards."""
+    t = db.create_table(name, {"v": "int"}, shards=3)
+    t.insert([{"v": (i * 5) % 9} for i in range(9)])
+    t.add_computed_column("rn", "window", "ROW_NUMBER()", parameters={"order_by": [{"column": "v"}]})
+    low = t.query(where=[{"column": "rn", "operator": "<=", "value": 3}], select=["v", "rn"], order_by=["rn"])
+    assert low.rows.to_pylist() == [{"v": 0, "rn": 1}, {"v": 1, "rn": 2}, {"v": 2, "rn": 3}]
+    top = t.query(order_by=["rn:desc"], limit=2, select=["v"]).rows.to_pylist()
+    assert top == [{"v": 8}, {"v": 7}] and t.count({"rn": 9}) == 1

@@ -7,7 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
+
+import engine
 
 JSON = {"content-type": "application/json"}  # raw bodies need it; httpx sets it only for json=
 
@@ -256,3 +259,36 @@ def test_concurrent_requests(client: httpx.Client, name: str, row_count: Count, 
         statuses = list(pool.map(insert, range(0, 400, 50)))
     assert statuses == [200] * 8
     assert row_count(name) == 400
+
+
+def test_deep_pages(
+    client: httpx.Client, db: engine.Database, name: str, expect_error: Callable[..., dict[str, Any]]
+) -> None:
+    """A page that ends past TESSERA_MAX_QUERY_WINDOW (100,000) is refused: every shard would send that many rows
+    to find it. A page past the end is empty, whatever its offset."""
+    table = db.create_table(name, {"id": "int"}, primary_key="id", shards=2)
+    table.insert(pa.table({"id": pa.array(range(100_001), pa.int64())}))
+    last = client.get(f"/tables/{name}/rows", params={"limit": 5, "offset": 99_995})
+    assert last.status_code == 200, last.text
+    assert [r["id"] for r in last.json()["rows"]] == list(range(99_995, 100_000))
+    for r in (
+        client.get(f"/tables/{name}/rows", params={"limit": 10, "offset": 99_995}),
+        client.post(f"/tables/{name}/query", json={"limit": 1, "offset": 100_000}),
+    ):
+        body = expect_error(r, 400, "offset_too_deep", "TESSERA_MAX_QUERY_WINDOW", '"operator": ">"')
+        assert body["field"] == "offset" and body["max_query_window"] == 100_000
+    past = client.get(f"/tables/{name}/rows", params={"limit": 10, "offset": 500_000}).json()
+    assert past == {"rows": [], "total_count": 100_001, "has_more": False, "next_offset": None}
+
+
+def test_query_on_aggregate_and_window_values(client: httpx.Client, users: str) -> None:
+    rank = {"name": "by_age", "column_type": "window", "expression": "RANK()", "parameters": {"order_by": ["age"]}}
+    total = {"name": "actives", "column_type": "aggregate", "expression": "COUNT(*)"}
+    total["parameters"] = {"group_by": ["active"]}
+    for column in (rank, total):
+        assert client.post(f"/tables/{users}/computed-columns", json=column).status_code == 200
+    where = [{"column": "by_age", "operator": "in", "value": [1, 3]}]
+    body = client.post(
+        f"/tables/{users}/query", json={"where": where, "order_by": ["actives:desc", "id"], "select": ["id", "by_age"]}
+    ).json()
+    assert body["rows"] == [{"id": 1, "by_age": 1}, {"id": 3, "by_age": 3}] and body["total_count"] == 2
