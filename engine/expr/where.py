@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import InvalidOperator, InvalidRequest
-from engine.model.coerce import coerce_value
+from engine.model.coerce import check_key_value, coerce_value
 from engine.model.schema import TableSchema
-from engine.model.types import is_textual
+from engine.model.types import arrow_type, is_textual
 
 Operator = Literal["=", "!=", ">", ">=", "<", "<=", "like", "in", "not_in", "is_null", "is_not_null"]
 OPERATORS: tuple[str, ...] = get_args(Operator)
@@ -85,6 +85,9 @@ def _compile_clause(c: Clause, schema: TableSchema, loc: str) -> pc.Expression:
             )
         if len(c.value) > MAX_IN_VALUES:
             raise InvalidRequest(f"{loc}: at most {MAX_IN_VALUES} values in '{op}'", field=f"{loc}.value")
+        if op == "in" and schema.key == (column.name,):  # the values the key is pinned to get hashed
+            for j, v in enumerate(c.value):
+                check_key_value(column, v, f"{loc}.value[{j}]", j)
         values = pa.array(
             [coerce_value(column, v, (loc, "value", j)).as_py() for j, v in enumerate(c.value)],
             type=_scalar_type(column, schema),
@@ -111,6 +114,8 @@ def _compile_clause(c: Clause, schema: TableSchema, loc: str) -> pc.Expression:
         raise InvalidOperator(
             f"{loc}: json column '{column.name}' supports only is_null / is_not_null", field=f"{loc}.operator"
         )
+    if op == "=" and schema.key == (column.name,):  # the value the key is pinned to gets hashed
+        check_key_value(column, c.value, f"{loc}.value")
     value = coerce_value(column, c.value, (loc, "value"))
     return {
         "=": f == value,
@@ -123,7 +128,8 @@ def _compile_clause(c: Clause, schema: TableSchema, loc: str) -> pc.Expression:
 
 
 def _scalar_type(column: Any, schema: TableSchema) -> pa.DataType:
-    return schema.arrow_schema().field(column.name).type
+    # the column's type, not the storage schema's field: computed columns that are not stored are not in it
+    return arrow_type(column.type)
 
 
 def key_values(clauses: tuple[Clause, ...], schema: TableSchema) -> list[Any] | None:

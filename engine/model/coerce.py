@@ -15,13 +15,16 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine.errors import ColumnNotFound, FieldError, InvalidRequest, SchemaMismatch
+from engine.errors import ColumnNotFound, FieldError, InvalidRequest, KeyTooLong, SchemaMismatch
 from engine.model.schema import ROW_ID, Column, TableSchema
 from engine.model.types import TIMESTAMP, arrow_type
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 MAX_JSON_DEPTH = 64
 MAX_ERRORS = 50
+# The longest string key, in UTF-8 bytes: keys are hashed to place rows and kept in memory by every shard's key
+# index, so a longer one is refused (``KeyTooLong``, 400) before anything hashes it (docs/API.md).
+MAX_KEY_BYTES = 1024
 
 Loc = tuple[str | int, ...]
 _Convert = Callable[[Any], Any]  # returns the value to store, or raises ValueError with a message
@@ -261,7 +264,9 @@ def rows_to_table(
         names.append(ROW_ID)
     if errors:
         raise SchemaMismatch(errors)
-    return pa.Table.from_arrays(arrays, names=names)
+    table = pa.Table.from_arrays(arrays, names=names)
+    check_key_lengths(table, schema, field)
+    return table
 
 
 def coerce_value(column: Column, value: Any, loc: Loc) -> pa.Scalar:
@@ -327,9 +332,35 @@ def conform_table(table: pa.Table, schema: TableSchema) -> pa.Table:
     if not schema.primary_key:
         arrays.append(pa.nulls(table.num_rows, pa.int64()))
         names.append(ROW_ID)
-    return pa.Table.from_arrays(
+    conformed = pa.Table.from_arrays(
         [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays], names=names
     )
+    check_key_lengths(conformed, schema)
+    return conformed
+
+
+def check_key_lengths(table: pa.Table, schema: TableSchema, field: str = "rows") -> None:
+    """Refuse rows whose string key is longer than ``MAX_KEY_BYTES``; the error names the first such row."""
+    for name in schema.primary_key:
+        if schema.column(name).type != "string":
+            continue
+        values = table[name]
+        if values.nbytes <= MAX_KEY_BYTES:  # offsets and all: no value can be longer
+            continue
+        lengths = pc.binary_length(values)
+        too_long = pc.greater(lengths, MAX_KEY_BYTES)
+        if pc.any(too_long).as_py():
+            row = pc.index(too_long, True).as_py()
+            raise KeyTooLong(f"{field}[{row}].{name}", name, row, lengths[row].as_py(), MAX_KEY_BYTES)
+
+
+def check_key_value(column: Column, value: Any, field: str, row: int | None = None) -> None:
+    """Refuse one string key value (a row id, a value a filter pins the key to) longer than ``MAX_KEY_BYTES``."""
+    if column.type != "string" or not isinstance(value, str) or len(value) * 4 <= MAX_KEY_BYTES:
+        return  # (at most 4 UTF-8 bytes per character: short strings need no encoding)
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise KeyTooLong(field, column.name, row, size, MAX_KEY_BYTES)
 
 
 def table_to_rows(table: pa.Table, schema: TableSchema) -> list[dict[str, Any]]:
@@ -354,4 +385,14 @@ def decode_json_cells(rows: list[dict[str, Any]], schema: TableSchema) -> list[d
     return rows
 
 
-__all__ = ["TIMESTAMP", "coerce_value", "column_array", "conform_table", "rows_to_table", "table_to_rows"]
+__all__ = [
+    "MAX_KEY_BYTES",
+    "TIMESTAMP",
+    "check_key_lengths",
+    "check_key_value",
+    "coerce_value",
+    "column_array",
+    "conform_table",
+    "rows_to_table",
+    "table_to_rows",
+]
