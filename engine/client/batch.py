@@ -28,45 +28,41 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
-import pyarrow as pa
 
 from engine.errors import (
     CatalogBusy,
     CommitConflict,
     EngineError,
+    ExpectationFailed,
     IdempotencyKeyReused,
+    IdempotencyRace,
     InvalidRequest,
     LeaseExpired,
     RequestInProgress,
     SandboxUnavailable,
+    SchemaChanged,
     ShardUnavailable,
     StorageError,
     TesseraError,
     TooLarge,
 )
-from engine.expr.where import parse_where
-from engine.logical.plan import Delete, Insert, ShardOp, StageResult, Update, Upsert
-from engine.physical.coordinator import ShardWork
-from engine.storage.catalog import SchemaChanged
-from engine.storage.idempotency import IdempotencyRace, IdempotencyRecord, Reservation
+from engine.logical.batch_plan import BatchPlan, PlannedOperation, Resolved, group, plan_operation
+from engine.logical.plan import StageResult
+from engine.physical.coordinator import Coordinator, ShardWork
+from engine.storage.idempotency import IdempotencyRecord, Reservation
 
 if TYPE_CHECKING:
-    from engine.client.database import Database
+    from engine.config import Settings
+    from engine.storage.records import ShardState, TableRecord
 
-OperationType = Literal["insert", "update", "delete", "upsert"]
-OPERATION_TYPES: tuple[str, ...] = ("insert", "update", "delete", "upsert")
 MAX_OPERATIONS = 1000
 IDEMPOTENCY_KEY_MAX = 255  # characters
 Status = Literal["success", "failed", "rolled_back", "skipped"]
 # Failures that say nothing about the request: retrying it may well pass, so they are never a key's answer.
 TRANSIENT: tuple[type[TesseraError], ...] = (EngineError, SchemaChanged, LeaseExpired)
-
-
-class ExpectationFailed(InvalidRequest):
-    code = "expectation_failed"
 
 
 @dataclass(frozen=True)
@@ -148,20 +144,41 @@ class BatchResult:
         }
 
 
-@dataclass
-class _Planned:
-    """One operation turned into shard operations: ``{(table_id, shard): op}``."""
+class BatchCatalog(Protocol):
+    """What a batch asks of the catalog: its tables, and its Idempotency-Key's reservation and answer."""
 
-    index: int
-    table: str
-    kind: str
-    shard_ops: dict[tuple[str, int], ShardOp]
-    expect: tuple[int, int] | None
-    specs: dict[tuple[str, int], Any]
+    def read_table(self, name: str) -> tuple[TableRecord, list[ShardState]]: ...
+    def reserve_key(self, key: str, request_hash: str, *, ttl_seconds: float, stale_seconds: float) -> Reservation: ...
+    def put_record(self, record: IdempotencyRecord) -> None: ...
+    def release_key(self, key: str, attempt: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """Everything a batch runs with: no ``Database``, so the batch sees only the collaborators it uses."""
+
+    catalog: BatchCatalog  # reads the tables; reserves, answers and releases Idempotency-Keys
+    coordinator: Coordinator  # stages the shard work and commits it in one catalog transaction
+    root: str  # the data directory, where the shards' specs point
+    max_rows: int  # rows in one batch (``TESSERA_MAX_ROWS_PER_REQUEST``)
+    key_ttl_seconds: float  # how long a key's answer is replayed
+    stale_seconds: float  # a reservation not written for this long is taken over (the writer lease)
+
+    @classmethod
+    def of(cls, catalog: BatchCatalog, coordinator: Coordinator, root: str, settings: Settings) -> BatchContext:
+        """The context with the few settings a batch needs taken from ``settings``."""
+        return cls(
+            catalog,
+            coordinator,
+            root,
+            settings.max_rows_per_request,
+            settings.idempotency_ttl_hours * 3600,
+            settings.lease_seconds,
+        )
 
 
 def run_batch(
-    db: Database,
+    ctx: BatchContext,
     operations: Sequence[dict[str, Any]],
     *,
     transaction: bool = True,
@@ -174,17 +191,14 @@ def run_batch(
     anything again; the same key with a different request is IdempotencyKeyReused; a retry while the first is
     still running is RequestInProgress.
     """
-    _check_size(db, operations)
+    _check_size(ctx, operations)
     if idempotency_key is None:
-        return _run(db, operations, transaction, continue_on_error, None)
+        return _run(ctx, operations, transaction, continue_on_error, None)
     check_idempotency_key(idempotency_key)
     request_hash = _request_hash(operations, transaction, continue_on_error)
     for _ in range(3):
-        reservation = db.catalog.reserve_key(
-            idempotency_key,
-            request_hash,
-            ttl_seconds=db.settings.idempotency_ttl_hours * 3600,
-            stale_seconds=db.settings.lease_seconds,
+        reservation = ctx.catalog.reserve_key(
+            idempotency_key, request_hash, ttl_seconds=ctx.key_ttl_seconds, stale_seconds=ctx.stale_seconds
         )
         if reservation.state == "reused":
             raise IdempotencyKeyReused(idempotency_key)
@@ -194,7 +208,9 @@ def run_batch(
         if reservation.state == "running":
             raise RequestInProgress(idempotency_key)
         try:
-            return _run_reserved(db, operations, transaction, continue_on_error, _Attempt(idempotency_key, reservation))
+            return _run_reserved(
+                ctx, operations, transaction, continue_on_error, _Attempt(idempotency_key, reservation)
+            )
         except IdempotencyRace:
             continue  # this attempt stalled past the bound and another took the key over: look at the key again
     raise RequestInProgress(idempotency_key)
@@ -219,7 +235,7 @@ def _request_hash(operations: Any, transaction: bool, continue_on_error: bool) -
     return hashlib.sha256(body).hexdigest()
 
 
-def _check_size(db: Database, operations: Any) -> None:
+def _check_size(ctx: BatchContext, operations: Any) -> None:
     """The checks that refuse a request before anything runs (4xx, nothing stored under a key)."""
     if not isinstance(operations, (list, tuple)) or not operations:
         raise InvalidRequest("operations must be a non-empty list", field="operations")
@@ -228,9 +244,8 @@ def _check_size(db: Database, operations: Any) -> None:
             f"{len(operations)} operations in one batch; the limit is {MAX_OPERATIONS}", limit=MAX_OPERATIONS
         )
     rows = sum(len(op["data"]) if isinstance(op, dict) and isinstance(op.get("data"), list) else 1 for op in operations)
-    if rows > db.settings.max_rows_per_request:
-        limit = db.settings.max_rows_per_request
-        raise TooLarge(f"{rows} rows in one batch; the limit is {limit}", limit=limit)
+    if rows > ctx.max_rows:
+        raise TooLarge(f"{rows} rows in one batch; the limit is {ctx.max_rows}", limit=ctx.max_rows)
 
 
 class _Attempt:
@@ -258,22 +273,26 @@ class _Attempt:
 
 
 def _run_reserved(
-    db: Database, operations: Sequence[dict[str, Any]], transaction: bool, continue_on_error: bool, attempt: _Attempt
+    ctx: BatchContext,
+    operations: Sequence[dict[str, Any]],
+    transaction: bool,
+    continue_on_error: bool,
+    attempt: _Attempt,
 ) -> BatchResult:
     """Run under the reservation, then answer the key, or give it up when the result is not an answer."""
     try:
-        result = _run(db, operations, transaction, continue_on_error, attempt)
+        result = _run(ctx, operations, transaction, continue_on_error, attempt)
     except IdempotencyRace:
         raise
     except BaseException:
-        db.catalog.release_key(attempt.key, attempt.token)
+        ctx.catalog.release_key(attempt.key, attempt.token)
         raise
     if result.transient:
-        db.catalog.release_key(attempt.key, attempt.token)
+        ctx.catalog.release_key(attempt.key, attempt.token)
     elif result is not attempt.stored:  # not committed with the writes: store it now
         # IdempotencyRace: another attempt took over and answers retries; what this one did is still its answer
         with contextlib.suppress(IdempotencyRace):
-            db.catalog.put_record(
+            ctx.catalog.put_record(
                 IdempotencyRecord(attempt.key, attempt.token, orjson.dumps(result.to_dict()).decode())
             )
     return result
@@ -286,7 +305,7 @@ def _result(
 
 
 def _run(
-    db: Database,
+    ctx: BatchContext,
     operations: Sequence[dict[str, Any]],
     transaction: bool,
     continue_on_error: bool,
@@ -295,12 +314,12 @@ def _run(
     start = time.perf_counter()
     if transaction:
         results, errors, committed = _transactional(
-            db, operations, continue_on_error, attempt.answer if attempt is not None else None
+            ctx, operations, continue_on_error, attempt.answer if attempt is not None else None
         )
         if committed and attempt is not None and attempt.stored is not None:
             return attempt.stored  # exactly what a retry will replay
     else:
-        results, errors, committed = _one_by_one(db, operations, continue_on_error, attempt)
+        results, errors, committed = _one_by_one(ctx, operations, continue_on_error, attempt)
     return _result(results, errors, committed, start)
 
 
@@ -309,15 +328,15 @@ _Record = Callable[[list[OperationResult]], IdempotencyRecord]
 
 
 def _transactional(
-    db: Database, operations: Sequence[dict[str, Any]], continue_on_error: bool, record: _Record | None = None
+    ctx: BatchContext, operations: Sequence[dict[str, Any]], continue_on_error: bool, record: _Record | None = None
 ) -> tuple[list[OperationResult], list[OperationError], bool]:
     n = len(operations)
-    planned: list[_Planned | None] = [None] * n
+    planned: list[PlannedOperation | None] = [None] * n
     errors: list[OperationError] = []
-    tables: _Resolved = {}
+    table_of = _tables(ctx)
     for i, op in enumerate(operations):
         try:
-            planned[i] = _plan(db, i, op, tables)
+            planned[i] = plan_operation(i, op, table_of, ctx.max_rows)
         except TesseraError as exc:
             errors.append(_error(i, op, exc))
             if not continue_on_error:
@@ -329,12 +348,12 @@ def _transactional(
             "failed" if i in failed else "rolled_back" if i < stop else "skipped" for i in range(n)
         ]
         return [OperationResult(i, statuses[i]) for i in range(n)], errors, False
-    plans = [p for p in planned if p is not None]
-    work, origin = _group(plans)
+    plan = group([p for p in planned if p is not None])
+    work = [ShardWork(spec, ops) for spec, ops in plan.shards]
 
     def check(staged: list[StageResult]) -> IdempotencyRecord | None:
-        counts = _affected(plans, staged, origin)
-        for p in plans:
+        counts = plan.affected(staged)
+        for p in plan.operations:
             if p.expect is not None and not p.expect[0] <= counts[p.index] <= p.expect[1]:
                 lo, hi = p.expect
                 wanted = str(lo) if lo == hi else f"{lo}..{hi}"
@@ -343,26 +362,26 @@ def _transactional(
                 )
         if record is None:
             return None
-        return record([OperationResult(p.index, "success", counts[p.index]) for p in plans])
+        return record([OperationResult(p.index, "success", counts[p.index]) for p in plan.operations])
 
     try:
-        staged = db.coordinator.run(work, check=check)
+        staged = ctx.coordinator.run(work, check=check)
     except IdempotencyRace:
         raise
     except TesseraError as exc:
-        index = _failed_operation(exc, origin)
+        index = _failed_operation(exc, plan)
         error = _error(index, operations[index], exc) if index is not None else _error(0, operations[0], exc)
         return (
             [OperationResult(i, "failed" if i == error.operation else "rolled_back") for i in range(n)],
             [error],
             False,
         )
-    counts = _affected(plans, staged, origin)
-    return [OperationResult(p.index, "success", counts[p.index]) for p in plans], [], True
+    counts = plan.affected(staged)
+    return [OperationResult(p.index, "success", counts[p.index]) for p in plan.operations], [], True
 
 
 def _one_by_one(
-    db: Database, operations: Sequence[dict[str, Any]], continue_on_error: bool, attempt: _Attempt | None = None
+    ctx: BatchContext, operations: Sequence[dict[str, Any]], continue_on_error: bool, attempt: _Attempt | None = None
 ) -> tuple[list[OperationResult], list[OperationError], bool]:
     """Each operation in its own transaction. With a key, each commit also stores the results so far, and a
     resumed attempt starts after the operations an interrupted one committed. A failure on our side stops the
@@ -376,7 +395,7 @@ def _one_by_one(
             results.append(OperationResult(i, "skipped"))
             continue
         try:
-            one = _transactional(db, [op], False, _progress(attempt, i, results, errors))
+            one = _transactional(ctx, [op], False, _progress(attempt, i, results, errors))
         except IdempotencyRace:
             raise
         except TesseraError as exc:
@@ -402,128 +421,24 @@ def _progress(
     return record
 
 
-_Resolved = dict[str, tuple[Any, Any, dict[tuple[str, int], Any]]]  # name -> (Table, TableRecord, specs by shard)
+def _tables(ctx: BatchContext) -> Callable[[str], Resolved]:
+    """Each table's catalog entry, read once for the whole batch (not once per operation)."""
+    tables: dict[str, Resolved] = {}
+
+    def table_of(name: str) -> Resolved:
+        if name not in tables:
+            record, _ = ctx.catalog.read_table(name)
+            tables[name] = Resolved.of(record, ctx.root)
+        return tables[name]
+
+    return table_of
 
 
-def _plan(db: Database, index: int, op: Any, tables: _Resolved) -> _Planned:
-    """Validate one operation and turn it into shard operations (nothing runs).
-
-    ``tables`` caches each table's catalog entry for the whole batch: one read per table, not per operation.
-    """
-    loc = f"operations[{index}]"
-    if not isinstance(op, dict):
-        raise InvalidRequest(f"{loc} must be an object", field=loc)
-    kind = op.get("operation")
-    if kind not in OPERATION_TYPES:
-        raise InvalidRequest(f"{loc}.operation must be one of {', '.join(OPERATION_TYPES)}", field=f"{loc}.operation")
-    table_name = op.get("table")
-    if not isinstance(table_name, str):
-        raise InvalidRequest(f"{loc}.table must be a table name", field=f"{loc}.table")
-    if table_name not in tables:
-        table = db.table(table_name)
-        record, _, found = db._resolve(table_name)
-        tables[table_name] = (table, record, {(s.table_id, s.shard): s for s in found})
-    table, record, by_shard = tables[table_name]
-    specs = tuple(by_shard.values())
-    schema = record.schema
-    shard_ops: dict[tuple[str, int], ShardOp] = {}
-    if kind in ("insert", "upsert"):
-        data = op.get("data")
-        if data is None or data == []:
-            raise InvalidRequest(f"{loc}.data is required for {kind}", field=f"{loc}.data")
-        if kind == "upsert" and not schema.primary_key:
-            raise InvalidRequest(
-                f"{loc}: table '{table_name}' has no primary key: upsert needs one", field=f"{loc}.table"
-            )
-        rows = table._to_arrow(data, schema)
-        shard_kind = Insert if kind == "insert" else Upsert
-        for w in table._partition(rows, schema, specs, shard_kind, False):
-            shard_ops[(w.spec.table_id, w.spec.shard)] = w.ops[0]
-    else:
-        if "where" not in op:
-            raise InvalidRequest(f"{loc}.where is required for {kind} (use {{}} for every row)", field=f"{loc}.where")
-        clauses = parse_where(op["where"], f"{loc}.where")
-        targets, keys, where = table._route(clauses, schema, record.shards, f"{loc}.where")
-        shard_op: ShardOp
-        if kind == "update":
-            if not isinstance(op.get("set"), dict) or not op["set"]:
-                raise InvalidRequest(f"{loc}.set is required for update", field=f"{loc}.set")
-            shard_op = Update(where, table._assignments(schema, op["set"]), keys)
-        else:
-            shard_op = Delete(where, keys)
-        for i in targets:
-            shard_ops[(specs[i].table_id, i)] = shard_op
-    return _Planned(index, table_name, kind, shard_ops, _expect(op.get("expect_rows"), loc), by_shard)
-
-
-def _expect(value: Any, loc: str) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return (value, value)
-    if isinstance(value, dict) and set(value) <= {"min", "max"}:
-        lo, hi = value.get("min", 0), value.get("max", 2**63 - 1)
-        if all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (lo, hi)) and lo <= hi:
-            return (lo, hi)
-    raise InvalidRequest(
-        f"{loc}.expect_rows must be a count or {{min, max}} of non-negative integers", field=f"{loc}.expect_rows"
-    )
-
-
-# origin[w][k]: the batch operations behind op k of work w, with their own row counts when several were merged.
-_Origin = list[list[list[tuple[int, int | None]]]]
-
-
-def _group(plans: Sequence[_Planned]) -> tuple[list[ShardWork], _Origin]:
-    """One ShardWork per shard with its ops in batch order.
-
-    Consecutive inserts (or upserts) on a shard are merged into one shard op, so a batch of many single-row
-    writes is one write per shard instead of one per row. That keeps their meaning: an upsert's last row
-    for a key wins, and inserts that collide fail together just as they would one by one. Merged rows become
-    one contiguous table (Ray serialises each chunk of a table separately).
-    """
-    # per shard: its spec, its ops (each with the row tables merged into it), and where each op came from
-    by_shard: dict[
-        tuple[str, int], tuple[Any, list[tuple[ShardOp, list[pa.Table]]], list[list[tuple[int, int | None]]]]
-    ] = {}
-    for p in plans:
-        for key, shard_op in p.shard_ops.items():
-            _, ops, origin = by_shard.setdefault(key, (p.specs[key], [], []))
-            last = ops[-1][0] if ops else None
-            if isinstance(shard_op, (Insert, Upsert)) and type(last) is type(shard_op):
-                assert isinstance(last, (Insert, Upsert))
-                if len(origin[-1]) == 1 and origin[-1][0][1] is None:
-                    origin[-1] = [(origin[-1][0][0], last.rows.num_rows)]
-                ops[-1][1].append(shard_op.rows)
-                origin[-1].append((p.index, shard_op.rows.num_rows))
-            else:
-                ops.append((shard_op, [shard_op.rows] if isinstance(shard_op, (Insert, Upsert)) else []))
-                origin.append([(p.index, None)])
-    work = [ShardWork(spec, tuple(_merged(op, rows) for op, rows in ops)) for spec, ops, _ in by_shard.values()]
-    return work, [origin for _, _, origin in by_shard.values()]
-
-
-def _merged(op: ShardOp, rows: list[pa.Table]) -> ShardOp:
-    if len(rows) < 2:
-        return op
-    assert isinstance(op, (Insert, Upsert))
-    return replace(op, rows=pa.concat_tables(rows).combine_chunks())
-
-
-def _affected(plans: Sequence[_Planned], staged: Sequence[StageResult], origin: _Origin) -> dict[int, int]:
-    counts = {p.index: 0 for p in plans}
-    for result, ops in zip(staged, origin, strict=True):
-        for op_result, behind in zip(result.results, ops, strict=True):
-            for index, rows in behind:
-                counts[index] += op_result.rows_affected if rows is None else rows
-    return counts
-
-
-def _failed_operation(exc: TesseraError, origin: _Origin) -> int | None:
+def _failed_operation(exc: TesseraError, plan: BatchPlan) -> int | None:
     if isinstance(exc, ExpectationFailed):
         return int(exc.fields["operation"])
-    if exc.work_index is not None and exc.op_position is not None and exc.work_index < len(origin):
-        return origin[exc.work_index][exc.op_position][0][0]  # a merged op: its first operation
+    if exc.work_index is not None and exc.op_position is not None:
+        return plan.operation_behind(exc.work_index, exc.op_position)
     return None
 
 

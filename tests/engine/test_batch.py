@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 from batch_helpers import broken_storage, broken_table, reserved, shards_held, wait_for
 
 import engine
-from engine.client.batch import _request_hash
+from engine.client import batch as batch_module
+from engine.client.batch import BatchContext, _request_hash, run_batch
 from engine.errors import InvalidRequest, RequestInProgress, StorageError, TooLarge
+from engine.logical import batch_plan
+from engine.storage.idempotency import IdempotencyRecord, Reservation
 
 
 @pytest.fixture
@@ -361,3 +367,65 @@ class TestMergedWrites:
         result = db.batch(ops)
         assert not result.committed and result.errors[0].code == "duplicate_key"
         assert db.table(a).count() == 0
+
+
+class TestCollaborators:
+    """A batch runs on the catalog, the coordinator, the data root and a few settings it is given: no Database."""
+
+    def test_the_batch_modules_import_no_database_or_table(self) -> None:
+        for module in (batch_module, batch_plan):
+            tree = ast.parse(Path(str(module.__file__)).read_text())
+            imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+            imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+            assert not imported & {"engine.client.database", "engine.client.table"}, module.__name__
+
+    def test_a_batch_reads_each_table_once_and_keys_go_to_the_catalog_it_is_given(
+        self, db: engine.Database, two: tuple[str, str]
+    ) -> None:
+        a, b = two
+        catalog = CountingCatalog(db.catalog)
+        ctx = BatchContext(catalog, db.coordinator, db.root, 10, 3600.0, 60.0)
+        ops = [
+            {"operation": "insert", "table": a, "data": [{"id": i, "v": i, "version": 0} for i in range(3)]},
+            {"operation": "update", "table": a, "where": {"id": 1}, "set": {"v": 10}},
+            {"operation": "insert", "table": b, "data": {"msg": "x"}},
+        ]
+        result = run_batch(ctx, ops, idempotency_key=f"ctx-{a}")
+        assert result.committed and [r.rows_affected for r in result.results] == [3, 1, 1]
+        assert catalog.calls == ["reserve_key", "read_table", "read_table"]  # the answer is stored in the commit
+        assert values(db, a) == {0: 0, 1: 10, 2: 2} and db.table(b).count() == 1
+        assert run_batch(ctx, ops, idempotency_key=f"ctx-{a}").to_dict() == result.to_dict()
+        assert catalog.calls[3:] == ["reserve_key"]  # replayed: nothing read, nothing run
+
+    def test_the_row_limit_is_the_contexts(self, db: engine.Database, two: tuple[str, str]) -> None:
+        a, _ = two
+        ctx = BatchContext(db.catalog, db.coordinator, db.root, 2, 3600.0, 60.0)
+        with pytest.raises(TooLarge):
+            run_batch(
+                ctx, [{"operation": "insert", "table": a, "data": [{"id": i, "v": 0, "version": 0} for i in range(3)]}]
+            )
+        assert db.table(a).count() == 0
+
+
+class CountingCatalog:
+    """The session's catalog, with the names of the calls a batch makes on it."""
+
+    def __init__(self, catalog: Any) -> None:
+        self.catalog = catalog
+        self.calls: list[str] = []
+
+    def read_table(self, name: str) -> Any:
+        self.calls.append("read_table")
+        return self.catalog.read_table(name)
+
+    def reserve_key(self, key: str, request_hash: str, *, ttl_seconds: float, stale_seconds: float) -> Reservation:
+        self.calls.append("reserve_key")
+        return self.catalog.reserve_key(key, request_hash, ttl_seconds=ttl_seconds, stale_seconds=stale_seconds)
+
+    def put_record(self, record: IdempotencyRecord) -> None:
+        self.calls.append("put_record")
+        self.catalog.put_record(record)
+
+    def release_key(self, key: str, attempt: str) -> None:
+        self.calls.append("release_key")
+        self.catalog.release_key(key, attempt)
