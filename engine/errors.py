@@ -10,7 +10,7 @@ The service maps classes to HTTP statuses in exactly one place (``service/errors
     │   │   ├── InvalidType
     │   │   ├── InvalidOperator
     │   │   ├── InvalidValue
-    │   │   │   └── KeyTooLong       a string key longer than MAX_KEY_BYTES (column, row)
+    │   │   │   └── KeyTooLong      a string key longer than MAX_KEY_BYTES (column, row)
     │   │   ├── MalformedJson
     │   │   ├── ColumnNotFound
     │   │   ├── InvalidExpression   an expression that does not compile (line, col)
@@ -21,7 +21,8 @@ The service maps classes to HTTP statuses in exactly one place (``service/errors
     │   │   ├── InvalidUdf
     │   │   ├── UdfCompileError     the user's code does not compile (line, col)
     │   │   ├── UdfRuntimeError     the user's code raised
-    │   │   └── UdfLimitExceeded    the user's code overran a sandbox limit
+    │   │   ├── UdfLimitExceeded    the user's code overran a sandbox limit
+    │   │   └── ExpectationFailed   a batch operation's expect_rows did not match
     │   ├── SchemaMismatch         values do not fit the table's schema (422), one entry per field
     │   ├── IdempotencyKeyReused   an Idempotency-Key replayed with a different request (422)
     │   ├── NotFound               (404)
@@ -34,15 +35,18 @@ The service maps classes to HTTP statuses in exactly one place (``service/errors
     │   │   ├── LeaseExpired        a write held a shard past its lease and was fenced off
     │   │   ├── RequestInProgress   a request with this Idempotency-Key is still running (Retry-After)
     │   │   ├── ColumnExists
-    │   │   ├── DependencyConflict   a column other computed columns read
+    │   │   ├── DependencyConflict  a column other computed columns read
     │   │   ├── UdfExists
-    │   │   └── UdfInUse
+    │   │   ├── UdfInUse
+    │   │   ├── SchemaChanged       a write planned against a table's old columns (retry it)
+    │   │   └── VersionGone         a shard version older than the history kept
     │   └── TooLarge               (413)
     └── EngineError                our side failed: the request may be retried
         ├── ShardUnavailable       a shard actor could not be reached (503)
         │   └── SandboxUnavailable  no sandbox worker could be started
         ├── CatalogBusy            the catalog stayed locked past its busy timeout (503)
         ├── CommitConflict         a concurrent commit won the race (retried inside the engine)
+        ├── IdempotencyRace        another attempt took over this request's Idempotency-Key reservation
         ├── StorageError           the storage layer failed (500)
         └── PluginError            a plugin cannot be loaded, two plugins register one name, or none provides
                                    what is asked for (a UDF language); names the plugins (500)
@@ -237,6 +241,12 @@ class RequestInProgress(Conflict):
         )
 
 
+class ExpectationFailed(InvalidRequest):
+    """A batch operation's ``expect_rows`` did not match the rows it affected (a compare-and-set that lost)."""
+
+    code = "expectation_failed"
+
+
 class TooLarge(UserError):
     code = "too_large"
 
@@ -407,3 +417,32 @@ class PluginError(EngineError):
     hook, two register the same name (``plugins`` names both), or none provides what is asked for."""
 
     code = "plugin_error"
+
+
+# -- versions and retries -----------------------------------------------------------------------------------------
+class SchemaChanged(Conflict):
+    """A write planned against a table's old schema: a computed column was added or dropped meanwhile."""
+
+    code = "schema_changed"
+
+    def __init__(self, table_id: str) -> None:
+        super().__init__(
+            "the table's columns changed (a computed column was added or dropped) while this write ran; retry it",
+            table_id=table_id,
+        )
+
+
+class VersionGone(Conflict):
+    """A read of a shard version older than the history kept (``prune_log``): a fresh snapshot will do."""
+
+    code = "version_gone"
+
+
+class IdempotencyRace(EngineError):
+    """This attempt no longer holds its key's reservation (another attempt took it over): nothing it wrote with
+    the key was stored. The caller looks at the key again."""
+
+    code = "idempotency_race"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key '{key}' is reserved by another attempt", idempotency_key=key)

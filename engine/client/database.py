@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.client.batch import BatchResult, run_batch
+from engine.client.batch import BatchContext, BatchResult, run_batch
 from engine.client.results import MAX_SHARDS
 from engine.client.table import Table
 from engine.config import Settings
@@ -38,7 +38,8 @@ from engine.physical.coordinator import Coordinator, ShardWork, resolve
 from engine.physical.derived import DerivedCache
 from engine.registry import Registry, UdfLimits, install, uninstall
 from engine.storage import lance as storage
-from engine.storage.catalog import ShardState, SqliteCatalog, TableRecord, catalog_path, now_iso
+from engine.storage.catalog import SqliteCatalog, catalog_path
+from engine.storage.records import ShardState, TableRecord, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class Database:
         returns the first result without applying anything twice. See ``engine.client.batch``.
         """
         return run_batch(
-            self,
+            BatchContext.of(self.catalog, self.coordinator, self.root, self.settings),
             operations,
             transaction=transaction,
             continue_on_error=continue_on_error,

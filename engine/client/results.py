@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from engine.model.columns import ComputedColumn, Stats
 from engine.model.udfs import Udf
-from engine.storage.catalog import TableRecord
+from engine.storage.records import TableRecord
 
 MAX_SHARDS = 256
 

@@ -20,10 +20,10 @@ import pyarrow as pa
 from engine.client.results import QueryResult, WriteResult, column_info, table_info, udf_info
 from engine.errors import InvalidRequest, RowNotFound
 from engine.expr import udfs
-from engine.expr.where import Clause, parse_where
+from engine.expr.where import parse_where
 from engine.logical import assignments, changes, keys, planner
 from engine.logical.columns import define
-from engine.logical.plan import AddColumn, Delete, DropColumn, Insert, ReadPlan, Recompute, ShardSpec, Update, Upsert
+from engine.logical.plan import AddColumn, Delete, DropColumn, Insert, ReadPlan, Recompute, Update, Upsert
 from engine.logical.query import plan_filter, plan_query, row_filter
 from engine.logical.udfs import checked
 from engine.logical.udfs import define as define_udf
@@ -32,7 +32,7 @@ from engine.model.columns import Stats
 from engine.model.schema import TableSchema
 from engine.physical.coordinator import ShardWork
 from engine.physical.reader import Reader, Version
-from engine.storage.catalog import SchemaChange, now_iso
+from engine.storage.records import SchemaChange, now_iso
 
 if TYPE_CHECKING:
     import polars
@@ -220,8 +220,9 @@ class Table:
         record, _, specs = self.db._resolve(self.name)
         if kind is Upsert and not record.schema.primary_key:
             raise InvalidRequest(f"Table '{self.name}' has no primary key: upsert needs one", field="primary_key")
-        table = self._to_arrow(rows, record.schema)
-        results = self.db.coordinator.run(self._partition(table, record.schema, specs, kind, return_rows))
+        table = planner.rows_to_write(rows, record.schema, self.db.settings.max_rows_per_request)
+        written = planner.partition(table, record.schema, len(specs), kind, return_rows)
+        results = self.db.coordinator.run([ShardWork(specs[i], (op,)) for i, op in written])
         if not return_rows:
             return WriteResult(table.num_rows)
         stored = [r.results[0].rows for r in results if r.results[0].rows is not None]
@@ -337,26 +338,3 @@ class Table:
 
     def _reader(self) -> Reader:
         return Reader(self.db.coordinator, self.db.derived, self.db.settings.max_query_rows)
-
-    # What ``engine.client.batch`` plans with today; new code calls ``engine.logical.planner`` / ``assignments``.
-    def _to_arrow(self, rows: Any, schema: TableSchema) -> pa.Table:
-        return planner.rows_to_write(rows, schema, self.db.settings.max_rows_per_request)
-
-    def _partition(
-        self,
-        table: pa.Table,
-        schema: TableSchema,
-        specs: Sequence[ShardSpec],
-        kind: type[Insert] | type[Upsert],
-        return_rows: bool,
-    ) -> list[ShardWork]:
-        return [ShardWork(specs[i], (op,)) for i, op in planner.partition(table, schema, len(specs), kind, return_rows)]
-
-    def _route(
-        self, clauses: tuple[Clause, ...], schema: TableSchema, shards: int, field: str = "where"
-    ) -> tuple[list[int], pa.Array | None, Any]:
-        found = planner.route(clauses, schema, shards, field)
-        return list(found.targets), found.keys, found.where
-
-    def _assignments(self, schema: TableSchema, values: Any) -> assignments.Assignments:
-        return assignments.assignments(schema, values)

@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 
 from engine.errors import ColumnExists, InvalidComputedColumn
+from engine.expr.compiler import compile_expression
+from engine.expr.udfs import functions
 from engine.model.columns import KINDS, RANKING, Call, ComputedColumn, group_by, parse_call, window_spec
 from engine.model.names import check_name
 from engine.model.schema import TableSchema
@@ -28,9 +30,6 @@ def define(
     created_at: str = "",
 ) -> ComputedColumn:
     """Validate a new computed column against ``schema``; raises a 4xx error naming the problem."""
-    from engine.expr.compiler import compile_expression
-    from engine.expr.udfs import functions
-
     check_name(name, "name")
     if any(c.lower() == name.lower() for c in (*schema.readable, *schema.key)):
         raise ColumnExists(name)

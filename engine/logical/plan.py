@@ -27,7 +27,7 @@ class ShardSpec:
     key: tuple[str, ...]
     schema: pa.Schema
     assigns_row_ids: bool  # tables without a primary key: the shard assigns ``_row_id``
-    layout: int = 0  # the table's schema layout these specs were built from (see catalog.SchemaChange)
+    layout: int = 0  # the table's schema layout these specs were built from (see records.SchemaChange)
     # expression columns in dependency order: stored ones are computed for every row a write adds or changes,
     # the others when read
     computed: tuple[ColumnKernel, ...] = ()

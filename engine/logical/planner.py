@@ -31,7 +31,8 @@ from engine.logical.plan import ColumnKernel, Insert, ShardOp, ShardSpec, Upsert
 from engine.model.coerce import coerce_value, conform_table, rows_to_table
 from engine.model.schema import TableSchema
 from engine.storage import lance as storage
-from engine.storage.catalog import TableRecord, catalog_path
+from engine.storage.catalog import catalog_path
+from engine.storage.records import TableRecord
 
 
 def kernels(schema: TableSchema) -> tuple[ColumnKernel, ...]:
@@ -128,7 +129,7 @@ def shards_of(keys: pa.Array, schema: TableSchema, shards: int) -> tuple[int, ..
         return ()
     if shards == 1:
         return (0,)
-    if not schema.primary_key:  # engine row ids are placed by value: id mod shards (see Shard._insert)
+    if not schema.primary_key:  # engine row ids are placed by value: id mod shards (see shard_ops._insert)
         ids = keys.drop_null().to_numpy(zero_copy_only=False) % shards
     else:
         ids = shard_ids([keys], shards)

@@ -29,7 +29,8 @@ from ray.exceptions import RayActorError, RayTaskError
 from engine.errors import CommitConflict, EngineError, ShardUnavailable, TableNotFound, TesseraError, UserError
 from engine.logical.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
 from engine.physical import faults
-from engine.storage.catalog import IdempotencyRecord, SchemaChange, ShardChange, SqliteCatalog
+from engine.storage.catalog import IdempotencyRecord, SqliteCatalog
+from engine.storage.records import SchemaChange, ShardChange
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

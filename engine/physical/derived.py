@@ -23,7 +23,7 @@ from engine.logical.derived import Values
 from engine.logical.plan import ColumnKernel, ReadPlan, ShardSpec
 from engine.model.columns import ARG, VALUE, ComputedColumn, group_by, parse_call, window_spec
 from engine.physical.coordinator import Coordinator
-from engine.storage.catalog import ShardState, TableRecord
+from engine.storage.records import ShardState, TableRecord
 
 _MAX_CACHED = 64
 

@@ -32,12 +32,12 @@ from engine.logical.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageR
 from engine.physical import faults
 from engine.physical.shard import Shard
 from engine.registry import Registry, UdfLimits, install
-from engine.storage import catalog
+from engine.storage.history import HistoryReaders
 
 Key = tuple[str, int]
 
 
-def _history(spec: ShardSpec, readers: catalog.HistoryReaders) -> Any:
+def _history(spec: ShardSpec, readers: HistoryReaders) -> Any:
     """The shard's log in its table's catalog (None: a spec without one, whose versions are Lance's)."""
     if not spec.catalog:
         return None
@@ -105,7 +105,7 @@ class ShardHost:
         self._slots: dict[Key, _Slot] = {}
         self._mutex = threading.Lock()
         self.faults = faults.Holds()
-        self._catalogs = catalog.HistoryReaders()  # connections to the catalogs its shards load from
+        self._catalogs = HistoryReaders()  # connections to the catalogs its shards load from
 
     def ping(self) -> bool:
         return True

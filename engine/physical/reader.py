@@ -26,7 +26,7 @@ from engine.logical.query import Filter, QueryPlan, deep_page, empty, in_order, 
 from engine.model.columns import ComputedColumn
 from engine.physical.coordinator import Coordinator
 from engine.physical.derived import DerivedCache
-from engine.storage.catalog import ShardState, TableRecord
+from engine.storage.records import ShardState, TableRecord
 
 Derived = dict[str, tuple[ComputedColumn, Values]]
 

@@ -5,87 +5,33 @@ writes logged since, see ``engine.physical.shardlog`` and the ``shard_log`` tabl
 only when ``commit`` records its new shard versions; ``commit`` is a compare-and-swap over every shard it
 touches, in one SQLite transaction, so a multi-shard (and multi-table) write is published all at once or not
 at all. ``Catalog`` is the interface; ``SqliteCatalog`` is the embedded implementation (WAL, full sync).
+
+Beside it: the records it stores and is told (``engine.storage.records``), its tables and the migrations of older
+catalogs (``engine.storage.migrations``), a shard version's history in the shard log (``engine.storage.history``),
+and the translation of sqlite3's errors (``engine.storage.sqlite_errors``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import cachetools
 import orjson
 
-from engine.errors import CatalogBusy, CommitConflict, Conflict, LeaseExpired, StorageError, TableExists, TableNotFound
+from engine.errors import CommitConflict, LeaseExpired, SchemaChanged, TableExists, TableNotFound
 from engine.model.columns import Stats
 from engine.model.delta import Delta
 from engine.model.schema import TableSchema
-from engine.storage import idempotency
+from engine.storage import idempotency, migrations
+from engine.storage.history import history
 from engine.storage.idempotency import IdempotencyRecord, Reservation
-
-
-@dataclass(frozen=True)
-class ShardState:
-    version: int
-    row_count: int
-
-
-@dataclass(frozen=True)
-class TableRecord:
-    id: str
-    name: str
-    schema: TableSchema
-    shards: int
-    created_at: str
-    version: int  # increases by one with every commit that touches the table
-    layout: int = 0  # increases by one with every schema change (a computed column added or dropped)
-
-
-class SchemaChanged(Conflict):
-    """A write planned against a table's old schema: a computed column was added or dropped meanwhile."""
-
-    code = "schema_changed"
-
-    def __init__(self, table_id: str) -> None:
-        super().__init__(
-            "the table's columns changed (a computed column was added or dropped) while this write ran; retry it",
-            table_id=table_id,
-        )
-
-
-@dataclass(frozen=True)
-class SchemaChange:
-    """Replace a table's schema (its computed columns) in a commit, provided its layout is still ``layout``."""
-
-    table_id: str
-    layout: int
-    schema: TableSchema
-    stale: tuple[str, ...] = ()  # computed columns to mark stale (a UDF they call was replaced)
-
-
-@dataclass(frozen=True)
-class ShardChange:
-    """Publish ``new_version`` for a shard, provided the catalog still names ``base_version``.
-
-    The shard log records the new version as built on Lance version ``lance`` (default: ``new_version``, a shard
-    whose versions are Lance's) plus ``delta`` and the deltas logged since ``lance`` was written. ``token`` is the
-    fencing token of the writer slot grant the version was staged under (``engine.physical.host``).
-    """
-
-    table_id: str
-    shard: int
-    base_version: int
-    new_version: int
-    row_count: int
-    lance: int | None = None
-    delta: Delta | None = None
-    token: int = 0
+from engine.storage.records import SchemaChange, ShardChange, ShardState, TableRecord
+from engine.storage.sqlite_errors import sqlite_errors
 
 
 class Catalog(Protocol):
@@ -115,65 +61,6 @@ class Catalog(Protocol):
     def set_meta(self, key: str, value: str) -> None: ...
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tables (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    schema TEXT NOT NULL,
-    shards INTEGER NOT NULL,
-    created_at TEXT NOT NULL,
-    version INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS shards (
-    table_id TEXT NOT NULL REFERENCES tables(id) ON DELETE CASCADE,
-    shard INTEGER NOT NULL,
-    version INTEGER NOT NULL,
-    row_count INTEGER NOT NULL,
-    PRIMARY KEY (table_id, shard)
-);
-CREATE TABLE IF NOT EXISTS computed_stats (
-    table_id TEXT NOT NULL REFERENCES tables(id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    last_computed TEXT,
-    computation_time_ms REAL,
-    errors INTEGER NOT NULL,
-    stale INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (table_id, name)
-);
-CREATE TABLE IF NOT EXISTS udf_usage (
-    table_id TEXT NOT NULL REFERENCES tables(id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    calls INTEGER NOT NULL,
-    PRIMARY KEY (table_id, name)
-);
--- The shard log (engine.physical.shardlog): a row per committed shard version, naming the Lance version it is built on;
--- a small write's rows also hold its delta. Pruned by ``prune_log``.
-CREATE TABLE IF NOT EXISTS shard_log (
-    table_id TEXT NOT NULL REFERENCES tables(id) ON DELETE CASCADE,
-    shard INTEGER NOT NULL,
-    version INTEGER NOT NULL,
-    lance INTEGER NOT NULL,
-    gone BLOB,
-    rows BLOB,
-    at REAL NOT NULL,
-    PRIMARY KEY (table_id, shard, version)
-);
--- The fencing token of the latest commit per shard: a commit staged under an older grant of the shard's writer
--- slot (one revoked when its lease ran out) is refused.
-CREATE TABLE IF NOT EXISTS shard_tokens (
-    table_id TEXT NOT NULL REFERENCES tables(id) ON DELETE CASCADE,
-    shard INTEGER NOT NULL,
-    token INTEGER NOT NULL,
-    PRIMARY KEY (table_id, shard)
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class SqliteCatalog:
     """SQLite in WAL mode with ``synchronous=FULL``: a returned ``commit`` survives kill -9 and power loss, and so
     do the Lance versions it names (``engine.storage.lance`` fsyncs a version's files and directories before it
@@ -190,22 +77,7 @@ class SqliteCatalog:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         with sqlite_errors(busy_timeout):
-            self._prepare(self._conn())
-
-    def _prepare(self, conn: sqlite3.Connection) -> None:
-        """Create the tables, or bring an older catalog's up to date."""
-        conn.executescript(_SCHEMA)
-        idempotency.prepare(conn)
-        if "layout" not in {row[1] for row in conn.execute("PRAGMA table_info(tables)")}:  # older catalogs
-            conn.execute("ALTER TABLE tables ADD COLUMN layout INTEGER NOT NULL DEFAULT 0")
-        if "stale" not in {row[1] for row in conn.execute("PRAGMA table_info(computed_stats)")}:
-            conn.execute("ALTER TABLE computed_stats ADD COLUMN stale INTEGER NOT NULL DEFAULT 0")
-        conn.execute(  # catalogs from before the shard log: every shard's version is a Lance version
-            "INSERT INTO shard_log (table_id, shard, version, lance, at) SELECT table_id, shard, version, version, ? "
-            "FROM shards WHERE NOT EXISTS (SELECT 1 FROM shard_log l WHERE l.table_id = shards.table_id "
-            "AND l.shard = shards.shard)",
-            (time.time(),),
-        )
+            migrations.prepare(self._conn())
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -515,118 +387,6 @@ def _fenced(db: sqlite3.Connection, change: ShardChange) -> LeaseExpired | None:
 
 def catalog_path(root: str) -> str:
     return str(Path(root) / "catalog.db")
-
-
-class VersionGone(Conflict):
-    """A read of a shard version older than the history kept (``prune_log``): a fresh snapshot will do."""
-
-    code = "version_gone"
-
-
-def history(db: sqlite3.Connection, table_id: str, shard: int, version: int) -> tuple[int, list[Delta]]:
-    """How to rebuild ``version`` of a shard: the Lance version it is built on and the deltas to apply, in order."""
-    base = db.execute(  # the newest version written to Lance (a row without a delta) at or before ``version``
-        "SELECT version, lance FROM shard_log WHERE table_id = ? AND shard = ? AND version <= ? AND rows IS NULL "
-        "ORDER BY version DESC LIMIT 1",
-        (table_id, shard, version),
-    ).fetchone()
-    if base is None:
-        raise VersionGone(
-            f"version {version} of shard {shard} of table {table_id} is older than the history kept; read again",
-            table_id=table_id,
-            shard=shard,
-        )
-    rows = db.execute(
-        "SELECT gone, rows FROM shard_log WHERE table_id = ? AND shard = ? AND version > ? AND version <= ? "
-        "ORDER BY version",
-        (table_id, shard, base[0], version),
-    ).fetchall()
-    return base[1], [Delta(gone, data) for gone, data in rows]
-
-
-class HistoryReaders:
-    """``history`` for a process that holds no catalog (a shard host loading shards), over connections it keeps.
-
-    One read-only connection per catalog file, shared by the owner's threads under a lock (loads are rare), at most
-    ``size`` of them: the least recently used is closed when another is opened. The owner closes them with
-    ``close``; nothing is kept per process beyond its owner.
-
-    >>> readers = HistoryReaders()                          # doctest: +SKIP
-    >>> base, deltas = readers.read("data/catalog.db", table_id, shard=0, version=7)  # doctest: +SKIP
-    """
-
-    def __init__(self, size: int = 8, busy_timeout: float = 30.0) -> None:
-        self.busy_timeout = busy_timeout
-        self._lock = threading.Lock()
-        self._connections = _ClosingLRU(maxsize=size)
-
-    def read(self, path: str, table_id: str, shard: int, version: int) -> tuple[int, list[Delta]]:
-        with self._lock, sqlite_errors(self.busy_timeout):
-            db = self._connections.get(path)
-            if db is None:
-                db = self._connections[path] = _reader(path, self.busy_timeout)
-            db.execute("BEGIN")
-            try:
-                return history(db, table_id, shard, version)
-            finally:
-                db.execute("COMMIT")
-
-    def open_count(self) -> int:
-        with self._lock:
-            return len(self._connections)
-
-    def close(self) -> None:
-        with self._lock:
-            while self._connections:
-                self._connections.popitem()
-
-
-class _ClosingLRU(cachetools.LRUCache):  # type: ignore[misc]
-    """An LRU cache of connections that closes each one it evicts."""
-
-    def popitem(self) -> tuple[str, sqlite3.Connection]:
-        path, db = super().popitem()
-        db.close()
-        return path, db
-
-
-def read_history(path: str, table_id: str, shard: int, version: int) -> tuple[int, list[Delta]]:
-    """``history`` once, over a connection opened and closed for it (tests, tools; hosts use HistoryReaders)."""
-    with sqlite_errors(30.0):
-        db = _reader(path, 30.0)
-        try:
-            db.execute("BEGIN")
-            return history(db, table_id, shard, version)
-        finally:
-            db.close()
-
-
-def _reader(path: str, busy_timeout: float) -> sqlite3.Connection:
-    return sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-
-
-@contextmanager
-def sqlite_errors(busy_timeout: float) -> Iterator[None]:
-    """Translate sqlite3's errors where the catalog calls it: a lock still held by another connection after the busy
-    timeout is CatalogBusy (503 with Retry-After: nothing was changed, a retry soon will likely pass); any other
-    ``OperationalError`` (I/O, disk full ...) is StorageError."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        if _busy(exc):
-            raise CatalogBusy(
-                f"The catalog stayed locked by another writer past its busy timeout ({busy_timeout:g} s); "
-                "nothing was changed, retry shortly"
-            ) from exc
-        raise StorageError(f"the catalog failed: {exc}", step="catalog") from exc
-
-
-def _busy(exc: sqlite3.OperationalError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
 
 
 def _record(row: tuple) -> TableRecord:

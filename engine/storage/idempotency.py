@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.errors import EngineError
+from engine.errors import IdempotencyRace
 from engine.storage import holders
 
 SCHEMA = """
@@ -50,16 +50,6 @@ _ADDED = {
 _NOTHING = "null"  # the response of a reservation with no progress yet
 
 State = Literal["reserved", "answered", "running", "reused"]
-
-
-class IdempotencyRace(EngineError):
-    """This attempt no longer holds its key's reservation (another attempt took it over): nothing it wrote with
-    the key was stored. The caller looks at the key again."""
-
-    code = "idempotency_race"
-
-    def __init__(self, key: str) -> None:
-        super().__init__(f"Idempotency-Key '{key}' is reserved by another attempt", idempotency_key=key)
 
 
 @dataclass(frozen=True)

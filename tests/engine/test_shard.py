@@ -16,15 +16,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import CommitConflict, DuplicateKey, LeaseExpired, TableExists, TableNotFound
+from engine.errors import CommitConflict, DuplicateKey, LeaseExpired, TableExists, TableNotFound, VersionGone
 from engine.logical.plan import Compact, Delete, Insert, ReadPlan, ShardOp, ShardSpec, StageResult, Update, Upsert
 from engine.model.coerce import rows_to_table
 from engine.model.schema import build_schema
-from engine.physical import shard as shard_module
-from engine.physical import shardlog
+from engine.physical import shard_rows, shardlog
 from engine.physical.shard import Shard
 from engine.storage import lance as storage
-from engine.storage.catalog import ShardChange, SqliteCatalog, TableRecord, VersionGone, read_history
+from engine.storage.catalog import SqliteCatalog
+from engine.storage.history import read_history
+from engine.storage.records import ShardChange, TableRecord
 
 SCHEMA = build_schema("t", {"id": "int", "v": "int", "s": "string"}, "id")
 _uris = itertools.count()
@@ -472,12 +473,12 @@ def test_split_cuts_out_rows_like_a_filter_and_tidy_bounds_the_chunks() -> None:
     expected = table
     for step in range(120):
         positions = np.unique(rng.integers(0, table.num_rows, 3 if step % 10 else 100))  # a few, or many
-        kept, removed = shard_module.split(table, positions)
+        kept, removed = shard_rows.split(table, positions)
         hit = np.zeros(table.num_rows, bool)
         hit[positions] = True
         assert removed.to_pydict() == expected.filter(pa.array(hit)).to_pydict()
         moved = removed.slice(0, 1)  # as an update does: the changed row goes to the end
-        table = shard_module._tidy(pa.concat_tables([kept, moved]))
+        table = shard_rows.tidy(pa.concat_tables([kept, moved]))
         expected = pa.concat_tables([expected.filter(pa.array(~hit)), moved]).combine_chunks()
-        assert table.column(0).num_chunks <= shard_module._MAX_LARGE_CHUNKS + 1
+        assert table.column(0).num_chunks <= shard_rows._MAX_LARGE_CHUNKS + 1
     assert table.to_pydict() == expected.to_pydict()

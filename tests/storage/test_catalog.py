@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import CatalogBusy
+from engine.errors import CatalogBusy, IdempotencyRace
 from engine.model.schema import build_schema
 from engine.storage import holders
-from engine.storage.catalog import HistoryReaders, SqliteCatalog, TableRecord, now_iso
-from engine.storage.idempotency import IdempotencyRace, IdempotencyRecord, iso
+from engine.storage.catalog import SqliteCatalog
+from engine.storage.history import HistoryReaders
+from engine.storage.idempotency import IdempotencyRecord, iso
+from engine.storage.records import TableRecord, now_iso
 
 SCHEMA = build_schema("t", {"id": "int"}, "id")
 HOUR = 3600.0
