@@ -2,7 +2,8 @@
 
 - ``broken_storage``: a table's shard datasets replaced by plain files, so Lance writes fail for real;
 - ``shards_held``: another writer holds a table's shard slots, so a write waits (a request stays "in progress");
-- ``reserved``: an Idempotency-Key reserved and not answered yet, read from the catalog file.
+- ``reserved``: an Idempotency-Key reserved and not answered yet, read from the catalog file;
+- ``write_lock``: another connection holds the catalog's write lock, so catalog writes stay busy.
 """
 
 from __future__ import annotations
@@ -71,3 +72,15 @@ def wait_for(condition: Callable[[], bool], seconds: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+@contextmanager
+def write_lock(path: str) -> Iterator[None]:
+    """Another connection (as another process would) holds SQLite's write lock on the catalog file."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

@@ -6,10 +6,10 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from batch_helpers import write_lock
 
 import engine
 from engine.errors import CatalogBusy
@@ -26,18 +26,6 @@ def busy_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[engine.Databas
     )
     yield db
     db.close()
-
-
-@contextmanager
-def write_lock(path: str) -> Iterator[None]:
-    """Another connection (as another process would) holds SQLite's write lock on the catalog file."""
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
 
 
 def test_a_locked_catalog_fails_engine_calls_with_catalog_busy(busy_db: engine.Database) -> None:

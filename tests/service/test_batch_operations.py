@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-from batch_helpers import broken_storage, broken_table, reserved, shards_held, wait_for
+from batch_helpers import broken_storage, broken_table, reserved, shards_held, wait_for, write_lock
 
 import engine
 from engine import Database, Settings
@@ -247,15 +245,3 @@ def test_a_locked_catalog_is_503_busy_with_retry_after(
     with httpx.Client(base_url=url, timeout=60) as http:  # the lock is gone: the same requests pass
         assert http.post("/batch/operations", json=one, headers={"Idempotency-Key": "busy-1"}).json()["committed"]
         assert http.get("/tables/t/rows/count").json()["row_count"] == 1
-
-
-@contextmanager
-def write_lock(path: str) -> Iterator[None]:
-    """Hold SQLite's write lock on the catalog file from another connection, as a stuck writer would."""
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
