@@ -73,7 +73,8 @@ class SqlLanguage:
         # Imported here: only the process registering UDFs needs sqlglot (a third of a second to import).
         from sandbox.sql import to_expression
 
-        return to_expression(udf.code, [p.name for p in udf.parameters])
+        # With the declared types, so that a '+' of strings is refused: SQL's '+' adds numbers, the engine's joins.
+        return to_expression(udf.code, {p.name: p.type for p in udf.parameters})
 
     def run(self, udf: Udf, arrays: Sequence[pa.Array], rows: int) -> StepResult:
         # checked() keeps a SQL UDF only with its translation, which calls compile to instead of running it.

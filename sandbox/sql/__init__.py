@@ -28,6 +28,10 @@ The allowed subset:
 
 Semantics, and the decisions made where SQL and the engine differ:
 
+- ``+`` adds numbers, as in SQL: one whose operand is a string (or a bool, a timestamp ...) is refused, at the ``+``,
+  as DuckDB refuses it (SQLite reads ``'ab' + 'c'`` as 0), where the engine's ``+`` would join strings; ``||`` joins
+  them. That takes the parameters' declared types: ``to_expression(code, {"s": "string"})``, as registering a UDF
+  calls it; given only their names, the engine's types are not known and no ``+`` is refused.
 - ``/`` is true division, always a float, like DuckDB (not Postgres's integer division of ints).
 - Division and remainder by zero give NULL, as in DuckDB and SQLite, so ``COALESCE(x / 0, 1)`` is 1: the divisor is
   written ``(None if (b == 0) else b)`` (unless it is a number literal other than 0), because the engine would fail

@@ -41,6 +41,14 @@ def start_of(node: exp.Expr) -> int | None:
     return None
 
 
+def bounds(node: exp.Expr) -> tuple[int, int] | None:
+    """The leftmost start and the rightmost end sqlglot recorded in ``node``, None if none (NULL, TRUE, FALSE and
+    the keywords and brackets around them have none)."""
+    starts = [n.meta["start"] for n in _descendants(node) if isinstance(n.meta.get("start"), int)]
+    ends = [n.meta["end"] for n in _descendants(node) if isinstance(n.meta.get("end"), int)]
+    return (min(starts), max(ends)) if starts and ends else None
+
+
 def _descendants(node: exp.Expr) -> Iterator[exp.Expr]:
     stack = [node]
     while stack:  # iterative: used on trees not yet known to be shallow

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from engine.expr.core import MAX_DEPTH as ENGINE_MAX_DEPTH
 from engine.expr.core import MAX_LENGTH as ENGINE_MAX_LENGTH
@@ -11,18 +11,25 @@ from sandbox.sql._common import error
 from sandbox.sql.parse import parse
 from sandbox.sql.precheck import precheck
 from sandbox.sql.rules import RULES
-from sandbox.sql.translator import Translator
+from sandbox.sql.translator import Translator, bind
 
 
-def to_expression(code: str, parameters: Sequence[str]) -> str:
+def to_expression(code: str, parameters: Sequence[str] | Mapping[str, str]) -> str:
     """Translate SQL expression ``code`` over ``parameters`` to engine expression text; raises UdfCompileError.
+
+    ``parameters`` are the names, or the names with their declared types (as a UDF registering knows them): only
+    then can a ``+`` of strings be refused, which SQL does not join as the engine's ``+`` would.
 
     >>> to_expression("price * (1 - discount_rate)", ["price", "discount_rate"])
     '(price * (1 - discount_rate))'
+    >>> to_expression("s + 'x'", {"s": "string"})
+    Traceback (most recent call last):
+    engine.errors.UdfCompileError: code: '+' adds numbers, not string values; '||' joins strings (line 1, col 3)
     """
     tokens = precheck(code)
     tree = parse(code, tokens)
-    text = Translator(code, tuple(parameters), tuple(tokens), RULES).sql(tree)
+    bindings = bind(parameters) if isinstance(parameters, Mapping) else None
+    text = Translator(code, tuple(parameters), tuple(tokens), RULES, bindings).sql(tree)
     _check_output(code, text)
     return text
 

@@ -20,6 +20,7 @@ RULES: dict[type[exp.Expr], Rule] = {
     exp.Paren: parens.paren_sql,
     exp.Neg: arithmetic.neg_sql,
     exp.Not: logic.not_sql,
+    exp.Add: arithmetic.add_sql,
     **dict.fromkeys(arithmetic.ARITHMETIC, arithmetic.arithmetic_sql),
     exp.Div: arithmetic.div_sql,
     exp.Mod: arithmetic.mod_sql,

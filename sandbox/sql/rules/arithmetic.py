@@ -1,19 +1,22 @@
 """Arithmetic: ``+ - *``, unary minus, ``/``, ``%`` and ``^`` / ``**`` (POWER's operators).
 
 ``/`` is true division, always a float, like DuckDB. Division and remainder by zero give NULL, as in DuckDB and
-SQLite, where the engine would fail the whole cell. ``%`` keeps SQL's remainder, which takes the dividend's sign."""
+SQLite, where the engine would fail the whole cell. ``%`` keeps SQL's remainder, which takes the dividend's sign.
+``+`` adds numbers only: the engine's ``+`` also joins strings, which SQL's never does."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from sqlglot import exp
+from sqlglot.tokens import TokenType
 
 from sandbox.sql._common import call
 from sandbox.sql.rules.literals import FLOAT
 from sandbox.sql.translator import Translator
 
-ARITHMETIC: dict[type[exp.Expr], str] = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*"}
+ARITHMETIC: dict[type[exp.Expr], str] = {exp.Sub: "-", exp.Mul: "*"}
+_ADDABLE = frozenset({"int", "float", "null"})  # null: the engine's own check refuses it, with its message
 
 
 def neg_sql(node: exp.Neg, tx: Translator) -> str:
@@ -22,9 +25,25 @@ def neg_sql(node: exp.Neg, tx: Translator) -> str:
 
 
 def arithmetic_sql(node: exp.Binary, tx: Translator) -> str:
-    tx.only(node, "this", "expression")
-    a, b = tx.sql(tx.child(node, "this")), tx.sql(tx.child(node, "expression"))
+    a, b = _operands(node, tx)
     return f"({a} {ARITHMETIC[type(node)]} {b})"
+
+
+def add_sql(node: exp.Add, tx: Translator) -> str:
+    """SQL's ``+`` adds numbers, where the engine's also joins strings: an operand that is not a number is refused
+    (when the parameters' types are known), as DuckDB refuses it; SQLite would read ``'ab' + 'c'`` as 0."""
+    a, b = _operands(node, tx)
+    for operand in (a, b):
+        type_ = tx.type_of(operand)
+        if type_ is not None and type_ not in _ADDABLE:
+            message = f"'+' adds numbers, not {type_} values; '||' joins strings"
+            raise tx.refuse_operator(node, TokenType.PLUS, message)
+    return f"({a} + {b})"
+
+
+def _operands(node: exp.Binary, tx: Translator) -> tuple[str, str]:
+    tx.only(node, "this", "expression")
+    return tx.sql(tx.child(node, "this")), tx.sql(tx.child(node, "expression"))
 
 
 def div_sql(node: exp.Div, tx: Translator) -> str:
