@@ -14,12 +14,10 @@ and the translation of sqlite3's errors (``engine.storage.sqlite_errors``).
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
@@ -31,7 +29,7 @@ from engine.storage import idempotency, migrations
 from engine.storage.history import history
 from engine.storage.idempotency import IdempotencyRecord, Reservation
 from engine.storage.records import SchemaChange, ShardChange, ShardState, TableRecord
-from engine.storage.sqlite_errors import sqlite_errors
+from engine.storage.sqlite import SqliteFile
 
 
 class Catalog(Protocol):
@@ -66,62 +64,18 @@ class SqliteCatalog:
     do the Lance versions it names (``engine.storage.lance`` fsyncs a version's files and directories before it
     returns the version number, so before any commit can name it).
 
-    One connection per thread (sqlite3 connections are not shareable); writes take the database's write lock up
-    front (``BEGIN IMMEDIATE``) so concurrent committers from several processes queue instead of failing. A writer
-    that waits longer than ``busy_timeout`` seconds for the lock gets CatalogBusy (nothing was changed).
+    Connections (one per thread), transactions (writes take the lock up front) and the translation of sqlite3's
+    errors are ``engine.storage.sqlite.SqliteFile``'s, which the stores sharing this file use too.
     """
 
     def __init__(self, path: str | Path, busy_timeout: float = 30.0) -> None:
-        self.path = str(path)
+        self.file = SqliteFile(path, busy_timeout)
+        self.path = self.file.path
         self.busy_timeout = busy_timeout
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with sqlite_errors(busy_timeout):
-            migrations.prepare(self._conn())
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed if the block returns, else rolled back (also when COMMIT itself fails,
-        which leaves SQLite's transaction open). sqlite3's errors leave as CatalogBusy or StorageError."""
-        with sqlite_errors(self.busy_timeout):
-            db = self._conn()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with sqlite_errors(self.busy_timeout):
-            db = self._conn()
-            db.execute("BEGIN")
-            try:
-                yield db
-            finally:
-                if db.in_transaction:
-                    db.execute("COMMIT")
-
-    def _rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
-        """One query outside a transaction (its own snapshot), its errors translated like a transaction's."""
-        with sqlite_errors(self.busy_timeout):
-            return self._conn().execute(sql, parameters).fetchall()
+        self.file.run(migrations.prepare)
 
     def create_table(self, record: TableRecord, shard_versions: Sequence[int]) -> None:
-        with self._write() as db:
+        with self.file.write() as db:
             if db.execute("SELECT 1 FROM tables WHERE name = ?", (record.name,)).fetchone():
                 raise TableExists(record.name)
             db.execute(
@@ -145,17 +99,17 @@ class SqliteCatalog:
             )
 
     def drop_table(self, name: str) -> TableRecord:
-        with self._write() as db:
+        with self.file.write() as db:
             record = self._get(db, name)
             db.execute("DELETE FROM tables WHERE id = ?", (record.id,))
             return record
 
     def get_table(self, name: str) -> TableRecord:
-        with self._read() as db:
+        with self.file.read() as db:
             return self._get(db, name)
 
     def get_table_by_id(self, table_id: str) -> TableRecord | None:
-        rows = self._rows(
+        rows = self.file.rows(
             "SELECT id, name, schema, shards, created_at, version, layout FROM tables WHERE id = ?", (table_id,)
         )
         return _record(rows[0]) if rows else None
@@ -169,16 +123,16 @@ class SqliteCatalog:
         return _record(row)
 
     def list_tables(self) -> list[TableRecord]:
-        rows = self._rows("SELECT id, name, schema, shards, created_at, version, layout FROM tables ORDER BY name")
+        rows = self.file.rows("SELECT id, name, schema, shards, created_at, version, layout FROM tables ORDER BY name")
         return [_record(r) for r in rows]
 
     def snapshot(self, table_id: str) -> list[ShardState]:
-        rows = self._rows("SELECT version, row_count FROM shards WHERE table_id = ? ORDER BY shard", (table_id,))
+        rows = self.file.rows("SELECT version, row_count FROM shards WHERE table_id = ? ORDER BY shard", (table_id,))
         return [ShardState(v, n) for v, n in rows]
 
     def read_table(self, name: str) -> tuple[TableRecord, list[ShardState]]:
         """The table's record and its shard versions, read in one consistent snapshot."""
-        with self._read() as db:
+        with self.file.read() as db:
             record = self._get(db, name)
             rows = db.execute(
                 "SELECT version, row_count FROM shards WHERE table_id = ? ORDER BY shard", (record.id,)
@@ -199,7 +153,7 @@ class SqliteCatalog:
         ``layouts`` (table id -> layout the write was planned on) raises SchemaChanged if a table's columns changed
         meanwhile; ``schema`` replaces a table's schema in the same transaction as its shards' new versions.
         """
-        with self._write() as db:
+        with self.file.write() as db:
             if record is not None:
                 self._put_record(db, record)
             expected = dict(layouts or {})
@@ -262,7 +216,7 @@ class SqliteCatalog:
             )
 
     def history(self, table_id: str, shard: int, version: int) -> tuple[int, list[Delta]]:
-        with self._read() as db:
+        with self.file.read() as db:
             return history(db, table_id, shard, version)
 
     def prune_log(self, table_id: str, retention_seconds: float) -> list[int]:
@@ -270,7 +224,7 @@ class SqliteCatalog:
         shard, the oldest Lance version a kept version is built on (older ones may be deleted)."""
         now = time.time()
         keep = []
-        with self._write() as db:
+        with self.file.write() as db:
             shards = db.execute("SELECT shard FROM shards WHERE table_id = ? ORDER BY shard", (table_id,)).fetchall()
             for (shard,) in shards:
                 # the newest base written before the cut: every version committed since is built on it or later
@@ -294,14 +248,14 @@ class SqliteCatalog:
     # -- idempotency keys (``engine.storage.idempotency``) ------------------------------------------------------
     def reserve_key(self, key: str, request_hash: str, *, ttl_seconds: float, stale_seconds: float) -> Reservation:
         """Reserve ``key`` for a request before it runs, or say why not (answered, running, reused)."""
-        with self._write() as db:
+        with self.file.write() as db:
             return idempotency.reserve(
                 db, key, request_hash, now=time.time(), ttl_seconds=ttl_seconds, stale_seconds=stale_seconds
             )
 
     def put_record(self, record: IdempotencyRecord) -> None:
         """Store an answer (or progress) outside a commit; IdempotencyRace if the attempt lost its reservation."""
-        with self._write() as db:
+        with self.file.write() as db:
             self._put_record(db, record)
 
     @staticmethod
@@ -309,44 +263,44 @@ class SqliteCatalog:
         idempotency.store(db, record, time.time())
 
     def release_key(self, key: str, attempt: str) -> None:
-        with self._write() as db:
+        with self.file.write() as db:
             idempotency.release(db, key, attempt)
 
     def prune_keys(self, ttl_seconds: float) -> int:
         """Forget the keys older than ``ttl_seconds`` (the maintenance pass calls this); returns how many."""
-        with self._write() as db:
+        with self.file.write() as db:
             return idempotency.prune(db, now=time.time(), ttl_seconds=ttl_seconds)
 
     def computed_stats(self, table_id: str) -> dict[str, Stats]:
-        rows = self._rows(
+        rows = self.file.rows(
             "SELECT name, last_computed, computation_time_ms, errors, stale FROM computed_stats WHERE table_id = ?",
             (table_id,),
         )
         return {name: Stats(last, ms, errors, bool(stale)) for name, last, ms, errors, stale in rows}
 
     def set_computed_stats(self, table_id: str, name: str, stats: Stats) -> None:
-        with self._write() as db:
+        with self.file.write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO computed_stats VALUES (?, ?, ?, ?, ?, ?)",
                 (table_id, name, stats.last_computed, stats.computation_time_ms, stats.errors, int(stats.stale)),
             )
 
     def udf_usage(self, table_id: str) -> dict[str, int]:
-        return dict(self._rows("SELECT name, calls FROM udf_usage WHERE table_id = ?", (table_id,)))
+        return dict(self.file.rows("SELECT name, calls FROM udf_usage WHERE table_id = ?", (table_id,)))
 
     def count_udf_calls(self, table_id: str, name: str, calls: int = 1) -> None:
-        with self._write() as db:
+        with self.file.write() as db:
             db.execute(
                 "INSERT INTO udf_usage VALUES (?, ?, ?) ON CONFLICT (table_id, name) DO UPDATE SET calls = calls + ?",
                 (table_id, name, calls, calls),
             )
 
     def get_meta(self, key: str) -> str | None:
-        rows = self._rows("SELECT value FROM meta WHERE key = ?", (key,))
+        rows = self.file.rows("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._write() as db:
+        with self.file.write() as db:
             db.execute(
                 "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value)
             )

@@ -98,7 +98,7 @@ class TestReservations:
         self.reserve(catalog)
         with pytest.raises(IdempotencyRace):
             catalog.put_record(IdempotencyRecord("k", "not-the-attempt", "{}"))
-        with pytest.raises(IdempotencyRace), catalog._write() as db:  # inside a commit: the commit rolls back
+        with pytest.raises(IdempotencyRace), catalog.file.write() as db:  # inside a commit: the commit rolls back
             catalog._put_record(db, IdempotencyRecord("k", "not-the-attempt", "{}"))
 
     def test_a_holder_on_another_machine_expires_after_the_stale_bound(self, catalog: SqliteCatalog) -> None:
