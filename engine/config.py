@@ -7,6 +7,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 AuthMode = Literal["open", "required"]
+RateLimitMode = Literal["on", "off"]
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,17 @@ class Settings:
     # always on in open mode, on in required mode once names are given); ``*.example.com`` covers subdomains.
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API; none: CORS stays off
+    # API keys in open mode may be refused on a non-loopback --host; this says the operator means it.
+    allow_open_remote: bool = False
+    # Per-key rate limits (0 disables one; rate_limits="off" disables all, for benchmarks). Per server process.
+    rate_limits: RateLimitMode = "on"
+    rate_limit_requests_per_minute: int = 1200
+    rate_limit_burst: int = 50
+    rate_limit_batch_per_minute: int = 100
+    rate_limit_jobs_per_hour: int = 50  # job creation, imports and exports included
+    max_webhooks_per_key: int = 10
+    max_concurrent_streams: int = 10  # per key
+    usage_flush_seconds: float = 5.0  # how often per-key usage counts are written to the catalog
     max_body_bytes: int = 64 * 1024 * 1024
     max_rows_per_request: int = 100_000
     # A page past the first (offset > 0) must end within this many rows: every shard sends offset + limit rows to
@@ -60,6 +74,11 @@ class Settings:
                 values[f.name] = cls.split_list(raw)
                 continue
             kinds = set(get_args(hints[f.name])) or {hints[f.name]}
+            if bool in kinds:
+                if raw.lower() not in _TRUE | _FALSE:
+                    raise ValueError(f"TESSERA_{f.name.upper()}={raw!r} is not a yes/no value (1, 0, true, false)")
+                values[f.name] = raw.lower() in _TRUE
+                continue
             try:
                 values[f.name] = int(raw) if int in kinds else float(raw) if float in kinds else raw
             except ValueError:
@@ -68,6 +87,8 @@ class Settings:
         settings = cls(**values)
         if settings.auth not in ("open", "required"):
             raise ValueError(f"auth must be 'open' or 'required', not {settings.auth!r}")
+        if settings.rate_limits not in ("on", "off"):
+            raise ValueError(f"rate_limits must be 'on' or 'off', not {settings.rate_limits!r}")
         return settings
 
     @staticmethod

@@ -12,7 +12,7 @@ unknown query parameter is 400 ``invalid_parameter``.
 
 Middleware, outermost first (``service.middleware``): request id and last-resort error handling, the ``Host`` check
 (open mode, or ``allowed_hosts``), CORS and the error responses it decorates (only with ``cors_origins``),
-authentication, the body's media type, the body-size limit. Engine calls block, so the endpoints run them in
+authentication and the general rate limit (``service.auth``), the body's media type, the body-size limit. Engine calls block, so the endpoints run them in
 Starlette's thread pool.
 """
 
@@ -28,7 +28,10 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from engine import Database, Settings
 from service import batch, computed, health, rows, tables, udfs
-from service.auth import AuthMiddleware, authenticator_for
+from service.auth import routes as auth_routes
+from service.auth.gate import ROUTE_KEY, Gate
+from service.auth.middleware import AuthMiddleware
+from service.auth.policy import rule_for
 from service.errors import exception_handlers
 from service.middleware import (
     BodyLimitMiddleware,
@@ -49,11 +52,17 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def resource(path: str, **handlers: Endpoint) -> Route:
-    """One route per path, dispatching on the method, so a 405 lists every allowed method in ``Allow``."""
+    """One route per path, dispatching on the method, so a 405 lists every allowed method in ``Allow``. Each
+    method's rule in ``service.auth.policy`` (KeyError at build time if one is missing) is checked before its
+    handler runs."""
     by_method = {method.upper(): handler for method, handler in handlers.items()}
+    rules = {method: rule_for(method, path) for method in by_method}
 
     async def endpoint(request: Request) -> Response:
-        return await by_method["GET" if request.method == "HEAD" else request.method](request)
+        method = "GET" if request.method == "HEAD" else request.method
+        request.scope[ROUTE_KEY] = f"{method} {request.scope.get('root_path', '')}{path}"
+        await request.app.state.gate.check(request, rules[method])
+        return await by_method[method](request)
 
     return Route(path, endpoint, methods=list(by_method))
 
@@ -85,10 +94,23 @@ def api_routes() -> list[BaseRoute]:
         resource(t + "/udfs/{name}", get=udfs.get_udf, put=udfs.replace_udf, delete=udfs.drop_udf),
         resource(t + "/udfs/{name}/execute", post=udfs.execute_udf),
         resource("/batch/operations", post=batch.batch_operations),
+        *_auth_routes(),
     ]
 
 
-def _middleware(settings: Settings) -> list[Middleware]:
+def _auth_routes() -> list[BaseRoute]:
+    k = "/auth/api-keys"
+    return [
+        resource(k, get=auth_routes.list_keys, post=auth_routes.create_key),
+        resource(f"{k}/revoke", post=auth_routes.revoke_key),
+        resource(k + "/{key_id}", get=auth_routes.get_key),
+        resource(k + "/{key_id}/rotate", post=auth_routes.rotate_key),
+        resource(k + "/{key_id}/usage", get=auth_routes.key_usage),
+        resource("/auth/verify", get=auth_routes.verify),
+    ]
+
+
+def _middleware(settings: Settings, gate: Gate) -> list[Middleware]:
     middleware = [Middleware(RequestContextMiddleware)]
     hosts = trusted_hosts(settings)
     if hosts is not None:
@@ -96,23 +118,23 @@ def _middleware(settings: Settings) -> list[Middleware]:
     origins = cors_origins(settings)
     if origins:
         middleware += [Middleware(CorsMiddleware, **cors_options(origins)), Middleware(ErrorResponseMiddleware)]
-    authenticator = authenticator_for(settings)
-    if authenticator is not None:
-        middleware.append(Middleware(AuthMiddleware, authenticator=authenticator))
+    middleware.append(Middleware(AuthMiddleware, gate=gate))
     middleware.append(Middleware(MediaTypeMiddleware))
     middleware.append(Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes))
     return middleware
 
 
 def create_app(db: Database, settings: Settings) -> Starlette:
-    """The REST service over ``db``; ``settings`` decides auth mode, trusted hosts, CORS and request limits
-    (``ValueError`` for an allowed host or CORS origin that cannot work)."""
-    middleware = _middleware(settings)
+    """The REST service over ``db``; ``settings`` decides auth mode, rate limits, trusted hosts, CORS and request
+    limits (``ValueError`` for an allowed host or CORS origin that cannot work, or a bad administrator key).
+    ``app.state.gate.close()`` writes the last usage counts when the server stops."""
+    gate = Gate.of(db, settings)
     app = Starlette(
         routes=[*_health_routes(), Mount(API_PREFIX, routes=api_routes())],
-        middleware=middleware,
+        middleware=_middleware(settings, gate),
         exception_handlers=exception_handlers(),
     )
     app.state.db = db
     app.state.settings = settings
+    app.state.gate = gate
     return app

@@ -20,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from engine import BatchResult, EngineError
+from service.auth.gate import principal_of
+from service.auth.policy import authorize_operations
 from service.context import database
 from service.errors import REQUEST_ID_KEY
 from service.json import JSONResponse, parse_body
@@ -32,6 +34,7 @@ async def batch_operations(request: Request) -> Response:
     body = await parse_body(request, BatchRequest)
     # exclude_unset keeps "where" absent when the client left it out, so the engine can say it is required.
     operations = [op.model_dump(exclude_unset=True) for op in body.operations]
+    authorize_operations(principal_of(request), operations)  # every operation, before any runs
     db = database(request)
     key = request.headers.get("idempotency-key")
     result = await run_in_threadpool(

@@ -4,7 +4,7 @@
 Every flag can also come from a ``TESSERA_*`` environment variable (``TESSERA_PORT=9000``); flags win.
 
     tessera serve                                  # http://127.0.0.1:8000, data in ./tessera-data, local Ray
-    tessera serve --host 0.0.0.0 --auth required   # with TESSERA_ADMIN_KEY set
+    tessera serve --host 0.0.0.0 --auth required   # prints an administrator key at the first start
     tessera serve --allowed-hosts tessera.local --cors-origins http://localhost:3000
     tessera plugins --json                         # functions, UDF languages ... and the plugin providing each
 """
@@ -24,6 +24,7 @@ from engine import Settings
 from engine.errors import PluginError
 from engine.registry import Registry
 from plugins.listing import render
+from service.auth.keys import valid_admin_key
 from service.middleware import cors_origins, trusted_hosts
 
 EXIT_USAGE = 2
@@ -39,6 +40,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--ray-address", help='Ray cluster to join, e.g. "auto" (default: start a local Ray)')
     serve.add_argument("--shards", type=int, help="default shards per table (default: one per CPU)")
     serve.add_argument("--auth", choices=["open", "required"], help="open (default, loopback only) or required")
+    serve.add_argument(
+        "--admin-key",
+        help="an administrator API key to accept (16+ characters; TESSERA_ADMIN_KEY). In required mode without "
+        "one, the first start prints a new administrator key once",
+    )
+    serve.add_argument(
+        "--allow-open-remote",
+        action="store_true",
+        default=None,
+        help="allow open mode (no key needed) on a non-loopback --host (TESSERA_ALLOW_OPEN_REMOTE)",
+    )
+    serve.add_argument(
+        "--rate-limits", choices=["on", "off"], help="per-key rate limits (default on; off for benchmarks)"
+    )
     serve.add_argument("--num-cpus", type=int, help="CPUs of a locally started Ray (default: all)")
     serve.add_argument(
         "--allowed-hosts",
@@ -75,6 +90,9 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
         "ray_address": args.ray_address,
         "shards": args.shards,
         "auth": args.auth,
+        "admin_key": args.admin_key,
+        "allow_open_remote": args.allow_open_remote,
+        "rate_limits": args.rate_limits,
         "num_cpus": args.num_cpus,
         "allowed_hosts": args.allowed_hosts,
         "cors_origins": args.cors_origins,
@@ -82,13 +100,15 @@ def settings_from(args: argparse.Namespace, env: dict[str, str] | None = None) -
     settings = Settings.from_env(env, **flags)
     trusted_hosts(settings)  # refuse names that can never match now rather than when the app is built
     cors_origins(settings)
-    if settings.auth == "open" and not is_loopback(settings.host):
+    if settings.auth == "open" and not is_loopback(settings.host) and not settings.allow_open_remote:
         raise ValueError(
             f"refusing to serve without authentication on {settings.host}: open mode is for loopback addresses "
-            "only; use --auth required (with TESSERA_ADMIN_KEY) or --host 127.0.0.1"
+            "only; use --auth required, --host 127.0.0.1, or --allow-open-remote if you mean it"
         )
-    if settings.auth == "required" and not settings.admin_key:
-        raise ValueError("--auth required needs an administrator key: set TESSERA_ADMIN_KEY")
+    if settings.admin_key is not None and not valid_admin_key(settings.admin_key):
+        raise ValueError(
+            "the administrator key (--admin-key, TESSERA_ADMIN_KEY) must be 16 to 256 printable characters"
+        )
     return settings
 
 
@@ -112,9 +132,15 @@ def serve(settings: Settings) -> None:
     from service.app import create_app
 
     db = engine.connect(settings=settings)
+    app = None
     try:
+        app = create_app(db, settings)
+        if settings.auth == "required" and not settings.admin_key:
+            key = app.state.gate.keys.first_admin_key()
+            if key is not None:
+                print(f"First start in required mode: an administrator API key, shown once:\n  {key}", flush=True)
         config = uvicorn.Config(
-            create_app(db, settings),
+            app,
             host=settings.host,
             port=settings.port,
             log_level="info",
@@ -126,6 +152,8 @@ def serve(settings: Settings) -> None:
     except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C, then raises it again
         pass
     finally:
+        if app is not None:
+            app.state.gate.close()  # the last seconds of key usage
         db.close()
 
 

@@ -5,7 +5,7 @@ found by walking the exception's class hierarchy (most specific class first), th
 exception handlers::
 
     SchemaMismatch 422   InvalidRequest 400   NotFound 404   Conflict 409   TooLarge 413   Unauthorized 401
-    UnsupportedMediaType 415   UserError 400   ShardUnavailable, CatalogBusy 503 (Retry-After)   EngineError 500
+    UnsupportedMediaType 415   Forbidden 403   RateLimited 429 (Retry-After)   UserError 400   ShardUnavailable, CatalogBusy 503 (Retry-After)   EngineError 500
     ValidationError 422
     HTTPException (routing: 404 unknown path, 405 wrong method)   anything else 500
 
@@ -46,10 +46,41 @@ REQUEST_ID_KEY = "tessera.request_id"  # where the request-id middleware leaves 
 
 # -- errors raised by the service itself -------------------------------------------------------------------------
 class Unauthorized(UserError):
+    """No usable key: ``reason`` is ``missing``, ``malformed``, ``unknown``, ``revoked``, ``rotated`` or ``expired``."""
+
     code = "unauthorized"
 
-    def __init__(self, message: str = "API key required") -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "API key required", reason: str = "missing") -> None:
+        super().__init__(message, reason=reason)
+
+
+class Forbidden(UserError):
+    """A key without the permission a request needs: 403, naming the resource, action and table it lacks."""
+
+    code = "insufficient_permissions"
+
+    def __init__(self, resource: str, action: str, table: str | None = None, why: str = "") -> None:
+        where = f" on table '{table}'" if table else ""
+        super().__init__(
+            f"Insufficient permissions: this API key lacks '{action}' on '{resource}'{where}{why}",
+            resource=resource,
+            action=action,
+            table=table,
+        )
+
+
+class RateLimited(UserError):
+    """A key past one of its rate limits: 429 with Retry-After; nothing of the request ran."""
+
+    code = "rate_limited"
+
+    def __init__(self, limit: str, description: str, retry_after: float) -> None:
+        wait = max(1, math.ceil(retry_after))
+        super().__init__(
+            f"Rate limit exceeded: {description} for this API key; retry in {wait} s",
+            limit=limit,
+            retry_after=wait,
+        )
 
 
 class InvalidParameter(InvalidRequest):
@@ -117,9 +148,11 @@ __all__ = [
     "BodyTooLarge",
     "ComputedColumnNotFound",
     "CorsRefused",
+    "Forbidden",
     "InvalidHost",
     "InvalidParameter",
     "NotReady",
+    "RateLimited",
     "Unauthorized",
     "UnsupportedMediaType",
     "error_response",
@@ -130,6 +163,8 @@ __all__ = [
 # -- the mapping -------------------------------------------------------------------------------------------------
 _STATUS: dict[type[BaseException], int] = {
     Unauthorized: 401,
+    Forbidden: 403,
+    RateLimited: 429,
     UnsupportedMediaType: 415,
     SchemaMismatch: 422,
     IdempotencyKeyReused: 422,
@@ -146,7 +181,7 @@ _STATUS: dict[type[BaseException], int] = {
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 _GENERIC = "Internal server error"
 # our side is busy or recovering, or the first request with this Idempotency-Key still runs: shown, with Retry-After
-_RETRYABLE = (ShardUnavailable, CatalogBusy, RequestInProgress)
+_RETRYABLE = (ShardUnavailable, CatalogBusy, RequestInProgress, RateLimited)
 
 
 def status_for(exc: BaseException) -> int:

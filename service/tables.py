@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from engine import Database
+from service.auth.gate import principal_of
 from service.context import database, table_of
 from service.json import JSONResponse, parse_body
 from service.models import CreateTable, Message, TableCreated, TableInfo
@@ -30,7 +31,10 @@ def _drop(db: Database, name: str) -> Message:
 
 
 async def list_tables(request: Request) -> Response:
-    return JSONResponse(await run_in_threadpool(database(request).list_tables))
+    """The tables the caller may read (a key limited to some tables sees only those)."""
+    names = await run_in_threadpool(database(request).list_tables)
+    principal = principal_of(request)
+    return JSONResponse(names if principal.anonymous else principal.readable_tables(names))
 
 
 async def create_table(request: Request) -> Response:

@@ -7,11 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
+from auth_helpers import ADMIN_KEY
 
 from engine import Database, Settings
 
 ErrorCheck = Callable[..., dict[str, Any]]
-ADMIN_KEY = "test-admin-key-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def auth_url(serve: Callable[..., str]) -> str:
 def test_no_key_is_401(auth_url: str) -> None:
     r = httpx.get(f"{auth_url}/tables")
     assert r.status_code == 401
-    assert r.json() == {"detail": "API key required", "code": "unauthorized"}
+    assert r.json() == {"detail": "API key required", "code": "unauthorized", "reason": "missing"}
     assert r.headers["x-request-id"]
     assert r.headers["www-authenticate"] == "Bearer"
 
@@ -80,5 +80,7 @@ def test_health_needs_no_key(auth_url: str, path: str) -> None:
     assert httpx.get(root + path).status_code == 200
 
 
-def test_open_mode_ignores_keys(client: httpx.Client) -> None:
-    assert client.get("/tables", headers={"Authorization": "Bearer anything"}).status_code == 200
+def test_open_mode_checks_a_presented_key(client: httpx.Client) -> None:
+    assert client.get("/tables").status_code == 200  # no key: the local administrator
+    r = client.get("/tables", headers={"Authorization": "Bearer anything"})
+    assert (r.status_code, r.json()["reason"]) == (401, "unknown")

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from auth_helpers import ADMIN_KEY
 
 ErrorCheck = Callable[..., dict[str, Any]]
 Count = Callable[[str], int]
-ADMIN_KEY = "origin-admin-key-0123456789"
 PAGE = "http://localhost:3000"
 
 

@@ -53,11 +53,30 @@ def test_open_mode_elsewhere_is_refused(host: str) -> None:
         settings_from(args(), env={"TESSERA_HOST": host})
 
 
-def test_required_mode_needs_a_key() -> None:
-    with pytest.raises(ValueError, match="TESSERA_ADMIN_KEY"):
-        settings_from(args("--host", "0.0.0.0", "--auth", "required"), env={})
-    s = settings_from(args("--host", "0.0.0.0", "--auth", "required"), env={"TESSERA_ADMIN_KEY": "k"})
-    assert (s.auth, s.admin_key) == ("required", "k")
+def test_required_mode_takes_an_administrator_key_or_makes_one() -> None:
+    s = settings_from(args("--host", "0.0.0.0", "--auth", "required"), env={})  # the first start prints a key
+    assert (s.auth, s.admin_key) == ("required", None)
+    key = "k" * 32
+    s = settings_from(args("--host", "0.0.0.0", "--auth", "required"), env={"TESSERA_ADMIN_KEY": key})
+    assert (s.auth, s.admin_key) == ("required", key)
+    assert settings_from(args("--auth", "required", "--admin-key", key), env={}).admin_key == key
+    for weak in ("k", "short-key", "has a space in it 0123"):
+        with pytest.raises(ValueError, match="16 to 256 printable"):
+            settings_from(args("--auth", "required", "--admin-key", weak), env={})
+
+
+def test_open_mode_on_a_remote_address_needs_the_operator_to_say_so() -> None:
+    s = settings_from(args("--host", "0.0.0.0", "--allow-open-remote"), env={})
+    assert (s.auth, s.host, s.allow_open_remote) == ("open", "0.0.0.0", True)
+    assert settings_from(args("--host", "0.0.0.0"), env={"TESSERA_ALLOW_OPEN_REMOTE": "1"}).allow_open_remote
+    with pytest.raises(ValueError, match="yes/no"):
+        settings_from(args("--host", "0.0.0.0"), env={"TESSERA_ALLOW_OPEN_REMOTE": "perhaps"})
+
+
+def test_rate_limits_can_be_turned_off() -> None:
+    assert settings_from(args(), env={}).rate_limits == "on"
+    assert settings_from(args("--rate-limits", "off"), env={}).rate_limits == "off"
+    assert settings_from(args(), env={"TESSERA_RATE_LIMIT_BATCH_PER_MINUTE": "0"}).rate_limit_batch_per_minute == 0
 
 
 def test_allowed_hosts_and_cors_origins() -> None:
