@@ -32,6 +32,7 @@ from service.auth import routes as auth_routes
 from service.auth.gate import ROUTE_KEY, Gate
 from service.auth.middleware import AuthMiddleware
 from service.auth.policy import rule_for
+from service.docs import docs_routes
 from service.errors import exception_handlers
 from service.middleware import (
     BodyLimitMiddleware,
@@ -44,6 +45,7 @@ from service.middleware import (
     cors_origins,
     trusted_hosts,
 )
+from service.openapi import document_bytes
 
 API_PREFIX = "/api/v1"
 
@@ -130,11 +132,12 @@ def create_app(db: Database, settings: Settings) -> Starlette:
     ``app.state.gate.close()`` writes the last usage counts when the server stops."""
     gate = Gate.of(db, settings)
     app = Starlette(
-        routes=[*_health_routes(), Mount(API_PREFIX, routes=api_routes())],
+        routes=[*_health_routes(), *docs_routes(), Mount(API_PREFIX, routes=api_routes())],
         middleware=_middleware(settings, gate),
         exception_handlers=exception_handlers(),
     )
     app.state.db = db
     app.state.settings = settings
     app.state.gate = gate
+    document_bytes(app)  # built once; an undocumented route fails here, at start-up
     return app

@@ -10,9 +10,15 @@ that are written out as they are, and re-validating thousands of rows on the way
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    NotRequired,  # pydantic describes these before Python 3.12 too
+)
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from typing_extensions import TypedDict
 
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 100
@@ -295,3 +301,34 @@ class UDFInfo(TypedDict):
 class UdfResult(TypedDict):
     result: Any
     execution_time_ms: float
+
+
+# -- responses described for the API document ---------------------------------------------------------------------
+class Ready(TypedDict):
+    status: Literal["ready"]
+
+
+class BatchOperationResult(TypedDict):
+    operation: int
+    status: Literal["success", "failed", "rolled_back", "skipped"]
+    rows_affected: int
+
+
+class BatchOperationError(TypedDict):
+    operation: int
+    table: str
+    operation_type: str
+    error: str
+    code: str
+
+
+class BatchResponse(TypedDict):
+    """What ``engine.BatchResult.to_dict`` gives (the engine has no TypedDict for it)."""
+
+    total_operations: int
+    successful: int
+    failed: int
+    errors: list[BatchOperationError]
+    results: list[BatchOperationResult]
+    execution_time_ms: float
+    committed: bool

@@ -7,9 +7,10 @@ shape than ``{"table_names": [...]}``, is a 422 that names the field.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from typing_extensions import TypedDict
 
 Resource = Literal["tables", "data", "media", "admin"]
 Action = Literal["read", "write", "create", "delete"]
