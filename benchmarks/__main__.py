@@ -8,6 +8,8 @@ Suites:
                insert with 3 computed columns vs without; ``--suite`` adds a PNG chart.
   udf          issue 5's figures: row-by-row Python and JavaScript UDFs (recompute, sandbox alone) vs a plain
                Python loop, SQL and inlined UDFs vs an expression column, memoisation, the execute endpoint.
+  auth         issue 12's figures: API-key overhead on GET /auth/verify, /tables (and /health for reference)
+               and REST batch-insert throughput, key vs open mode in one run.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks import batch, foundation, recompute, udf
+from benchmarks import auth, batch, foundation, recompute, udf
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,8 +29,15 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser("recompute", help="computed-column recompute and insert, vs Polars and Lance")
     )
     udf.add_arguments(sub.add_parser("udf", help="UDFs: sandbox, inlined, memoised, execute endpoint"))
+    auth.add_arguments(sub.add_parser("auth", help="API-key overhead: latency and batch throughput, key vs open"))
     args = parser.parse_args(argv)
-    suites = {"foundation": foundation.run, "batch": batch.run, "recompute": recompute.run, "udf": udf.run}
+    suites = {
+        "foundation": foundation.run,
+        "batch": batch.run,
+        "recompute": recompute.run,
+        "udf": udf.run,
+        "auth": auth.run,
+    }
     return suites[args.suite](args)
 
 
