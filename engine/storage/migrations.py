@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from engine.storage import api_keys, idempotency
+from engine.storage import api_keys, idempotency, jobs
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tables (
@@ -71,6 +71,7 @@ def prepare(conn: sqlite3.Connection) -> None:
     conn.executescript(_SCHEMA)
     idempotency.prepare(conn)
     api_keys.prepare(conn)
+    jobs.prepare(conn)
     if "layout" not in {row[1] for row in conn.execute("PRAGMA table_info(tables)")}:  # older catalogs
         conn.execute("ALTER TABLE tables ADD COLUMN layout INTEGER NOT NULL DEFAULT 0")
     if "stale" not in {row[1] for row in conn.execute("PRAGMA table_info(computed_stats)")}:
