@@ -28,7 +28,8 @@ The service maps classes to HTTP statuses in exactly one place (``service/errors
     │   ├── NotFound               (404)
     │   │   ├── TableNotFound
     │   │   ├── RowNotFound
-    │   │   └── UdfNotFound
+    │   │   ├── UdfNotFound
+    │   │   └── JobNotFound
     │   ├── Conflict               (409)
     │   │   ├── TableExists
     │   │   ├── DuplicateKey
@@ -39,7 +40,8 @@ The service maps classes to HTTP statuses in exactly one place (``service/errors
     │   │   ├── UdfExists
     │   │   ├── UdfInUse
     │   │   ├── SchemaChanged       a write planned against a table's old columns (retry it)
-    │   │   └── VersionGone         a shard version older than the history kept
+    │   │   ├── VersionGone         a shard version older than the history kept
+    │   │   └── JobNotFinished      deleting a job that is pending or running
     │   └── TooLarge               (413)
     └── EngineError                our side failed: the request may be retried
         ├── ShardUnavailable       a shard actor could not be reached (503)
@@ -359,6 +361,26 @@ class UdfNotFound(NotFound):
 
     def __init__(self, table: str, name: str) -> None:
         super().__init__(f"UDF '{name}' not found in table '{table}'", table=table, udf=name)
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Job '{job_id}' not found", job_id=job_id)
+
+
+class JobNotFinished(Conflict):
+    """Deleting a job that is pending or running: it must finish (or be cancelled) first."""
+
+    code = "job_not_finished"
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(
+            f"Job '{job_id}' is {status}: only a finished job can be deleted (cancel it first)",
+            job_id=job_id,
+            status=status,
+        )
 
 
 class UdfExists(Conflict):

@@ -31,8 +31,8 @@ from service import batch, computed, health, rows, tables, udfs
 from service.auth import routes as auth_routes
 from service.auth.gate import ROUTE_KEY, Gate
 from service.auth.middleware import AuthMiddleware
-from service.auth.policy import rule_for
-from service.docs import docs_routes
+from service.auth.policy import public_paths, rule_for
+from service.docs import ASSETS_PATH, docs_routes
 from service.errors import exception_handlers
 from service.middleware import (
     BodyLimitMiddleware,
@@ -120,7 +120,8 @@ def _middleware(settings: Settings, gate: Gate) -> list[Middleware]:
     origins = cors_origins(settings)
     if origins:
         middleware += [Middleware(CorsMiddleware, **cors_options(origins)), Middleware(ErrorResponseMiddleware)]
-    middleware.append(Middleware(AuthMiddleware, gate=gate))
+    public = public_paths(("", API_PREFIX))
+    middleware.append(Middleware(AuthMiddleware, gate=gate, public=public, public_prefix=f"{ASSETS_PATH}/"))
     middleware.append(Middleware(MediaTypeMiddleware))
     middleware.append(Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes))
     return middleware

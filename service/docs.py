@@ -26,7 +26,6 @@ from service.openapi import openapi_json
 
 DOCS_PATH = "/docs"
 ASSETS_PATH = "/docs/assets"
-PUBLIC_PATHS = frozenset({"/openapi.json", DOCS_PATH})  # and everything under ASSETS_PATH + "/"
 SWAGGER_UI_FILES = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png", "favicon-16x16.png"})
 
 # No inline script or style at all: Swagger UI sets its styles through the DOM, which CSP allows (checked in headless
@@ -160,4 +159,4 @@ def docs_routes() -> list[BaseRoute]:
     ]
 
 
-__all__ = ["ASSETS_PATH", "PUBLIC_PATHS", "DocsAssets", "docs_page", "docs_routes"]
+__all__ = ["ASSETS_PATH", "DocsAssets", "docs_page", "docs_routes"]

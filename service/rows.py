@@ -23,7 +23,6 @@ from engine import ColumnNotFound, QueryResult, SchemaMismatch, Table, TooLarge
 from engine.errors import FieldError, InvalidRequest
 from engine.model.coerce import table_to_rows
 from service.context import settings, table_of
-from service.errors import InvalidParameter
 from service.json import JSONResponse, parse_body, parse_optional_body
 from service.models import (
     DEFAULT_LIMIT,
@@ -43,6 +42,7 @@ from service.models import (
     UpdateRow,
     UpdateRows,
 )
+from service.query_string import integer, names, refuse_unknown
 
 LIST_PARAMS = ("limit", "offset", "select", "order_by")
 R = TypeVar("R")
@@ -115,52 +115,16 @@ def _delete_row(table: Table, text: str) -> Message:
     return {"message": "Row deleted successfully"}
 
 
-# -- query string -----------------------------------------------------------------------------------------------
-def _one(params: QueryParams, name: str) -> str | None:
-    values = params.getlist(name)
-    if len(values) > 1:
-        raise InvalidParameter(name, "given more than once")
-    return values[0] if values else None
-
-
-def _int_param(params: QueryParams, name: str, default: int, maximum: int | None = None) -> int:
-    raw = _one(params, name)
-    if raw is None:
-        return default
-    top = f" to {maximum}" if maximum is not None else ""
-    expected = f"must be an integer from 0{top}, not {raw!r}"
-    if not (raw.isascii() and raw.isdigit()):
-        raise InvalidParameter(name, expected)
-    value = int(raw)
-    if maximum is not None and value > maximum:
-        raise InvalidParameter(name, expected)
-    return value
-
-
-def _list_param(params: QueryParams, name: str) -> list[str] | None:
-    values = params.getlist(name)
-    if not values:
-        return None
-    items = [item.strip() for value in values for item in value.split(",")]
-    if not all(items):
-        raise InvalidParameter(name, "expected a comma-separated list of column names")
-    return items
-
-
 def list_query(params: QueryParams) -> Query:
     """``?limit=100&offset=0&select=a,b&order_by=col:desc,other`` as a ``Query``; bad parameters are 400."""
-    unknown = sorted(set(params.keys()) - set(LIST_PARAMS))
-    if unknown:
-        raise InvalidParameter(
-            unknown[0], f"unknown; expected {', '.join(LIST_PARAMS)} (filter with POST /tables/{{t}}/query)"
-        )
+    refuse_unknown(params, LIST_PARAMS, " (filter with POST /tables/{t}/query)")
     # The values are already checked, so this validation cannot fail; it turns "col:desc" into an OrderBy.
     return Query.model_validate(
         {
-            "select": _list_param(params, "select"),
-            "order_by": _list_param(params, "order_by"),
-            "limit": _int_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT),
-            "offset": _int_param(params, "offset", 0, MAX_OFFSET),
+            "select": names(params, "select"),
+            "order_by": names(params, "order_by"),
+            "limit": integer(params, "limit", DEFAULT_LIMIT, MAX_LIMIT),
+            "offset": integer(params, "offset", 0, MAX_OFFSET),
         }
     )
 

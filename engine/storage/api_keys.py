@@ -94,22 +94,25 @@ class ApiKeyStore:
             return _insert(db, record)
 
     def by_hash(self, key_hash: str) -> KeyRecord | None:
-        rows = self.file.rows(f"SELECT {_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,))
-        return _record(rows[0]) if rows else None
+        return self._find("key_hash", key_hash)
 
     def get(self, key_id: str) -> KeyRecord | None:
-        rows = self.file.rows(f"SELECT {_COLUMNS} FROM api_keys WHERE id = ?", (key_id,))
-        return _record(rows[0]) if rows else None
+        return self._find("id", key_id)
 
     def by_prefix(self, prefix: str) -> KeyRecord | None:
-        rows = self.file.rows(f"SELECT {_COLUMNS} FROM api_keys WHERE key_prefix = ?", (prefix,))
+        return self._find("key_prefix", prefix)
+
+    def _find(self, column: str, value: str) -> KeyRecord | None:
+        """The key whose ``column`` (a unique one: id, key_hash, key_prefix) is ``value``."""
+        rows = self.file.rows(f"SELECT {_COLUMNS} FROM api_keys WHERE {column} = ?", (value,))
         return _record(rows[0]) if rows else None
 
     def all(self) -> list[KeyRecord]:
         return [_record(r) for r in self.file.rows(f"SELECT {_COLUMNS} FROM api_keys ORDER BY created_at, id")]
 
-    def any_active(self) -> bool:
-        return bool(self.file.rows("SELECT 1 FROM api_keys WHERE revoked = 0 LIMIT 1"))
+    def has_keys(self) -> bool:
+        """Whether any key was ever stored (revoked ones count)."""
+        return bool(self.file.rows("SELECT 1 FROM api_keys LIMIT 1"))
 
     def revoke(self, key_id: str, at: str) -> bool:
         """Revoke a key; False if it was revoked already."""

@@ -41,7 +41,7 @@ from typing import Any, Final, Literal, get_args
 
 import orjson
 
-from engine.errors import Conflict, NotFound
+from engine.errors import JobNotFinished, JobNotFound
 from engine.storage import holders
 from engine.storage.idempotency import iso
 from engine.storage.sqlite import SqliteFile
@@ -132,26 +132,6 @@ _COLUMNS: Final = (
 )
 _SELECT: Final = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
 _EVENTS: Final[Mapping[str, str]] = {"running": "job.started", "completed": "job.completed", "failed": "job.failed"}
-
-
-class JobNotFound(NotFound):
-    code = "job_not_found"
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"Job '{job_id}' not found", job_id=job_id)
-
-
-class JobNotFinished(Conflict):
-    """Deleting a job that is pending or running: it must finish (or be cancelled) first."""
-
-    code = "job_not_finished"
-
-    def __init__(self, job_id: str, status: str) -> None:
-        super().__init__(
-            f"Job '{job_id}' is {status}: only a finished job can be deleted (cancel it first)",
-            job_id=job_id,
-            status=status,
-        )
 
 
 @dataclass(frozen=True)

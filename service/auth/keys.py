@@ -91,7 +91,8 @@ def load_secret(root: str | Path) -> bytes:
     return secret
 
 
-def _iso(t: dt.datetime) -> str:
+def iso_time(t: dt.datetime) -> str:
+    """A time as the API shows it: ISO-8601 UTC to the millisecond, with ``Z``."""
     return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -141,7 +142,7 @@ class ApiKeys:
                 expires_at = expires_at.replace(tzinfo=dt.UTC)
             if expires_at <= now:
                 raise InvalidKeyRequest(
-                    f"expires_at {_iso(expires_at)} is not in the future (now {_iso(now)})", field="expires_at"
+                    f"expires_at {iso_time(expires_at)} is not in the future (now {iso_time(now)})", field="expires_at"
                 )
         template = KeyRecord(
             id=str(uuid.uuid4()),
@@ -149,8 +150,8 @@ class ApiKeys:
             key_prefix="",
             key_hash="",
             permissions=perms.to_json(permissions),
-            created_at=_iso(now),
-            expires_at=None if expires_at is None else _iso(expires_at),
+            created_at=iso_time(now),
+            expires_at=None if expires_at is None else iso_time(expires_at),
         )
         return self._store_new(template, perms.writes(permissions), self.store.insert)
 
@@ -175,7 +176,7 @@ class ApiKeys:
             old,
             id=str(uuid.uuid4()),
             name=f"{old.name} (rotated)"[:200],
-            created_at=_iso(self._now()),
+            created_at=iso_time(self._now()),
             last_used=None,
             revoked=False,
             replaced_by=None,
@@ -195,7 +196,7 @@ class ApiKeys:
                 "or rotate it",
                 field="key_id" if key_id is not None else "key_prefix",
             )
-        self.store.revoke(record.id, _iso(self._now()))
+        self.store.revoke(record.id, iso_time(self._now()))
         return replace(record, revoked=True)
 
     def use_config_key(self, key: str) -> KeyRecord:
@@ -209,14 +210,14 @@ class ApiKeys:
             key_prefix=key[:PREFIX_LENGTH],
             key_hash=self.hash(key),
             permissions=perms.to_json(perms.ADMINISTRATOR),
-            created_at=_iso(self._now()),
+            created_at=iso_time(self._now()),
             source="config",
         )
         return self.store.use_config_key(record)
 
     def first_admin_key(self) -> str | None:
         """A new administrator key if the data directory has no key at all (the first start in required mode)."""
-        if self.store.any_active() or self.store.all():
+        if self.store.has_keys():
             return None
         key, _ = self.create("administrator (first start)", perms.ADMINISTRATOR)
         return key

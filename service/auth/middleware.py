@@ -12,21 +12,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.auth.gate import LIMIT_KEY, PRINCIPAL_KEY, ROUTE_KEY, Gate, rate_limit_headers
 from service.errors import error_response
 
-PUBLIC_PATHS = frozenset({"/health", "/ready", "/api/v1/health", "/api/v1/ready", "/openapi.json", "/docs"})
-PUBLIC_PREFIXES = ("/docs/",)
-
-
-def is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
-
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, gate: Gate) -> None:
+    """``public``: the paths that need no key (``service.auth.policy.public_paths``), and everything under
+    ``public_prefix`` (the docs page's assets)."""
+
+    def __init__(self, app: ASGIApp, gate: Gate, public: frozenset[str], public_prefix: str) -> None:
         self.app = app
         self.gate = gate
+        self.public = public
+        self.public_prefix = public_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_public(scope["path"]):
+        if scope["type"] != "http" or scope["path"] in self.public or scope["path"].startswith(self.public_prefix):
             await self.app(scope, receive, send)
             return
         principal = self.gate.principal(Headers(scope=scope))  # Unauthorized: rendered by the layer outside

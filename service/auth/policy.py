@@ -19,6 +19,7 @@ fails on a missing one). The rules, for the keys that are presented (and for eve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -105,6 +106,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/auth/verify"): Rule("authenticated"),
 }
 OPERATION_ACTIONS = {"insert": "write", "update": "write", "upsert": "write", "delete": "delete"}
+
+
+def public_paths(prefixes: Sequence[str]) -> frozenset[str]:
+    """The paths that need no key: the public rules' templates (none has a parameter) under each prefix."""
+    return frozenset(prefix + t for (_, t), rule in RULES.items() if rule.kind == "public" for prefix in prefixes)
 
 
 def rule_for(method: str, template: str) -> Rule:

@@ -17,9 +17,9 @@ from service.auth import keys as key_ops
 from service.auth.gate import Gate, principal_of
 from service.auth.models import ApiKeyCreated, ApiKeyUsage, CreateApiKey, NoBody, RevokeApiKey, Verified
 from service.auth.permissions import from_specs
-from service.errors import InvalidParameter
 from service.json import JSONResponse, parse_body, parse_optional_body
 from service.models import Message
+from service.query_string import integer, refuse_unknown
 
 MAX_HOURS = 744  # 31 days: what the catalog keeps
 
@@ -88,8 +88,8 @@ async def key_usage(request: Request) -> Response:
             "status_code_counts": dict(by_status),
             "total_requests": total,
             "avg_response_time_ms": round(total_ms / total, 3) if total else 0.0,
-            "period_start": _iso(start),
-            "period_end": _iso(end),
+            "period_start": key_ops.iso_time(start),
+            "period_end": key_ops.iso_time(end),
         }
 
     return JSONResponse(await run_in_threadpool(usage))
@@ -107,18 +107,5 @@ async def verify(request: Request) -> Response:
 
 
 def _hours(request: Request) -> int:
-    params = request.query_params
-    for name in params:
-        if name != "hours":
-            raise InvalidParameter(name, "unknown parameter; this endpoint takes hours")
-    values = params.getlist("hours")
-    if len(values) > 1:
-        raise InvalidParameter("hours", "given more than once")
-    raw = values[0] if values else "24"
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_HOURS:
-        raise InvalidParameter("hours", f"must be an integer from 1 to {MAX_HOURS}, not {raw!r}")
-    return int(raw)
-
-
-def _iso(t: dt.datetime) -> str:
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    refuse_unknown(request.query_params, ("hours",))
+    return integer(request.query_params, "hours", 24, maximum=MAX_HOURS, minimum=1)

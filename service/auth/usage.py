@@ -63,7 +63,7 @@ class UsageRecorder:
                 last_used, self._last_used = self._last_used, {}
             if not self._in_flight and not last_used:
                 return
-            counts = [UsageCount(k, m, e, s, int(c[0]), c[1]) for (k, m, e, s), c in self._in_flight.items()]
+            counts = _counts(self._in_flight)
             try:
                 self.store.add_usage(counts, {k: iso(t) for k, t in last_used.items()})
             except Exception:  # the catalog is busy or failing: keep the counts, say so, try again next time
@@ -98,9 +98,10 @@ class UsageRecorder:
         self.flush()
 
 
-def _counts(counts: dict[_Slot, list[float]], key_id: str, since_minute: int) -> list[UsageCount]:
+def _counts(counts: dict[_Slot, list[float]], key_id: str | None = None, since_minute: int = 0) -> list[UsageCount]:
+    """The counts as records: of one key since a minute, or (``key_id`` None) all of them."""
     return [
         UsageCount(k, minute, endpoint, status, int(c[0]), c[1])
         for (k, minute, endpoint, status), c in counts.items()
-        if k == key_id and minute >= since_minute
+        if (key_id is None or k == key_id) and minute >= since_minute
     ]

@@ -45,7 +45,7 @@ def test_open_mode_on_loopback_is_allowed(host: str) -> None:
     assert settings_from(args("--host", host), env={}).host == host
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "example.com"])
 def test_open_mode_elsewhere_is_refused(host: str) -> None:
     with pytest.raises(ValueError, match="refusing to serve without authentication"):
         settings_from(args("--host", host), env={})

@@ -10,15 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import Conflict, NotFound
+from engine.errors import Conflict, JobNotFinished, JobNotFound, NotFound
 from engine.storage import holders
 from engine.storage.catalog import SqliteCatalog
 from engine.storage.jobs import (
     INTERRUPTED,
     MAX_LINE_BYTES,
     MAX_LOG_LINES,
-    JobNotFinished,
-    JobNotFound,
     JobRecord,
     JobStore,
 )
