@@ -59,6 +59,14 @@ class Settings:
     udf_memory_mb: int = 512  # address space of a worker process
     udf_workers: int = 2  # sandbox worker processes per process that runs UDFs (each shard host, the server)
     udf_batch_rows: int = 16_384
+    # Background jobs (engine.jobs): Ray worker actors per process that runs jobs (0: this process only queues
+    # them), and per-type limits across every process on the data directory ("table_recompute=1,custom=4").
+    job_workers: int = 2
+    job_type_limits: tuple[str, ...] = ()
+    job_retention_days: float = 7.0  # finished jobs older than this are pruned, with their logs
+    job_cancel_grace_seconds: float = 5.0  # a running job asked to stop (cancel, timeout) is forced after this
+    job_heartbeat_seconds: float = 2.0  # how often a process marks its running jobs alive
+    job_stale_seconds: float = 30.0  # a running job without a heartbeat for this long has lost its worker
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -89,6 +97,7 @@ class Settings:
             raise ValueError(f"auth must be 'open' or 'required', not {settings.auth!r}")
         if settings.rate_limits not in ("on", "off"):
             raise ValueError(f"rate_limits must be 'on' or 'off', not {settings.rate_limits!r}")
+        settings.job_limits()  # a malformed TESSERA_JOB_TYPE_LIMITS fails at start-up, named
         return settings
 
     @staticmethod
@@ -105,6 +114,16 @@ class Settings:
             "workers": self.udf_workers,
             "batch_rows": self.udf_batch_rows,
         }
+
+    def job_limits(self) -> dict[str, int]:
+        """``job_type_limits`` as {job type: most running at once}; ValueError names a malformed item."""
+        limits = {}
+        for item in self.job_type_limits:
+            name, _, count = item.partition("=")
+            if not name.strip() or not count.strip().isdigit():
+                raise ValueError(f"job_type_limits item {item!r} is not 'job_type=N' (N a whole number)")
+            limits[name.strip()] = int(count)
+        return limits
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -370,6 +370,25 @@ class JobNotFound(NotFound):
         super().__init__(f"Job '{job_id}' not found", job_id=job_id)
 
 
+class JobCancelled(TesseraError):
+    """Raised inside a job run when its job was cancelled (or timed out, or was taken over): the run stops, and a
+    write it was making aborts (nothing of it is published)."""
+
+    code = "job_cancelled"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Job '{job_id}' was cancelled", job_id=job_id)
+
+
+class JobParameterError(InvalidRequest):
+    """A job's parameters do not fit its type; checked when the job runs, so it fails with this message."""
+
+    code = "invalid_job_parameter"
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        super().__init__(f"parameter '{parameter}' {problem}", parameter=parameter)
+
+
 class JobNotFinished(Conflict):
     """Deleting a job that is pending or running: it must finish (or be cancelled) first."""
 

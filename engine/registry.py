@@ -111,11 +111,37 @@ class Format(Protocol):
     def write(self, batches: Iterable[pa.RecordBatch], sink: BinaryIO) -> None: ...
 
 
-class JobType(Protocol):
-    """A kind of background job (used from the next issues): runs with its parameters, checks ``cancelled``
-    between steps, and returns its result."""
+class JobContext(Protocol):
+    """What a running job's handler gets (``engine.jobs.context.RunContext``)."""
 
-    def run(self, parameters: Mapping[str, Any], cancelled: Callable[[], bool]) -> Mapping[str, Any]: ...
+    job_id: str
+    job_type: str
+    parameters: Any  # the job's parameters as submitted (JSON); the handler checks them
+    attempt: int  # 1 for the first run, more after a restart re-queued it
+    db: Any  # the engine client (``engine.Database``) of the worker that runs it
+
+    def progress(self, pct: float, message: str | None = None) -> None:
+        """Report progress (0..100; a lower value than before is ignored); written at most a few times a second."""
+
+    def log(self, line: str) -> None:
+        """Append a line to the job's log (the last 1,000 lines, each at most 2 KB, are kept)."""
+
+    def cancelled(self) -> bool:
+        """True once the job should stop: cancelled, timed out, or taken over after this worker was lost."""
+
+    def check_cancelled(self) -> None:
+        """Raise ``engine.errors.JobCancelled`` if ``cancelled()``."""
+
+
+class JobType(Protocol):
+    """A kind of background job (``engine.jobs``): a contract job type (``table_recompute``, ``data_import`` ...)
+    or, under any other name, a ``custom`` job's ``parameters.type``. ``run`` checks its parameters (raising
+    ``engine.errors.JobParameterError``), checks ``job.cancelled()`` between steps, and returns its result (JSON).
+    ``retry_safe`` says whether a run interrupted by a crash may run again from the start."""
+
+    def run(self, job: JobContext) -> Any: ...
+
+    def retry_safe(self, parameters: Any) -> bool: ...
 
 
 class MediaOperation(Protocol):
@@ -141,7 +167,7 @@ class Plugin(Protocol):
 
     @hookspec
     def tessera_job_types(self) -> Mapping[str, JobType]:
-        """Job types (used from the next issues)."""
+        """Job types: a contract type's handler under its name, or a ``custom`` job's ``parameters.type``."""
 
     @hookspec
     def tessera_media_operations(self) -> Mapping[str, MediaOperation]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.client.batch import BatchContext, BatchResult, run_batch
+from engine.client.jobs import Jobs
 from engine.client.results import MAX_SHARDS
 from engine.client.table import Table
 from engine.config import Settings
@@ -76,6 +77,7 @@ class Database:
         self.default_shards = settings.shards or runtime.cluster_cpus()
         self.derived = DerivedCache()
         self._reconcile()
+        self.jobs = Jobs(self)  # background jobs; they run once ``jobs.start()`` or a submission starts them
         self._previous_registry = install(self.registry)
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
@@ -148,6 +150,7 @@ class Database:
         return self.table(name)
 
     def close(self) -> None:
+        self.jobs.close()
         self._stop.set()
         if self._maintenance is not None:
             self._maintenance.join(timeout=5)

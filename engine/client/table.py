@@ -11,7 +11,7 @@ the coordinator (writes) or the reader (``engine.physical.reader``) and shapes t
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -122,8 +122,12 @@ class Table:
             work = [ShardWork(s, (DropColumn(name),)) for s in new_specs]
         self.db.coordinator.run(work, schema=change)
 
-    def recompute(self, name: str, where: Any = None) -> dict[str, Any]:
-        """Compute a computed column again: every row, or those matching ``where`` (stored columns)."""
+    def recompute(
+        self, name: str, where: Any = None, progress: Callable[[int, int], None] | None = None
+    ) -> dict[str, Any]:
+        """Compute a computed column again: every row, or those matching ``where`` (stored columns), in one
+        transaction. ``progress(shards_done, shards)`` is called as each shard's part is staged; raising from it
+        (a cancelled job) aborts the whole recompute: nothing is published."""
         version = self._version()
         column = changes.computed(version.record.schema, name)
         start = time.perf_counter()
@@ -131,7 +135,7 @@ class Table:
         if column.stored:
             expr = row_filter(where, version.record.schema, "recompute")
             op = Recompute(name, expr, everything=where is None)
-            staged = self.db.coordinator.run([ShardWork(s, (op,)) for s in version.specs])
+            staged = self.db.coordinator.run([ShardWork(s, (op,)) for s in version.specs], progress=progress)
             rows = sum(r.results[0].rows_affected for r in staged)
             errors = sum(r.results[0].errors for r in staged)
         else:

@@ -35,6 +35,7 @@ from engine.storage.records import SchemaChange, ShardChange
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Check = Callable[[list[StageResult]], IdempotencyRecord | None]
+Progress = Callable[[int, int], None]  # (shards staged, shards in all); raising from it aborts the write
 
 try:  # absent in some Ray versions
     from ray.exceptions import ActorUnavailableError
@@ -88,16 +89,22 @@ class Coordinator:
         return self.hosts[(zlib.crc32(table_id.encode()) + shard) % len(self.hosts)]
 
     def run(
-        self, work: Sequence[ShardWork], check: Check | None = None, schema: SchemaChange | None = None
+        self,
+        work: Sequence[ShardWork],
+        check: Check | None = None,
+        schema: SchemaChange | None = None,
+        progress: Progress | None = None,
     ) -> list[StageResult]:
         """Apply all work atomically; returns one StageResult per ShardWork, in order.
 
         ``check`` sees the staged results before the commit; raising from it aborts everything (a batch's
         ``expect_rows``); a record it returns is committed in the same catalog transaction (Idempotency-Key).
         A failing shard's error carries ``work_index`` (and the shard's ``op_position``). ``schema`` changes the
-        table's schema in the same commit (adding, dropping or recomputing a computed column).
+        table's schema in the same commit (adding, dropping or recomputing a computed column). ``progress`` is
+        called as each shard's stage arrives (a job's progress and cancel check); what it raises aborts the write
+        once every stage has answered, and is raised.
         """
-        return self._retrying(lambda: self._attempt(work, check, schema))
+        return self._retrying(lambda: self._attempt(work, check, schema, progress))
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
         """Retry what failed before anything was applied: a commit conflict, or a host that Ray is restarting.
@@ -116,7 +123,11 @@ class Coordinator:
         raise AssertionError("unreachable")
 
     def _attempt(
-        self, work: Sequence[ShardWork], check: Check | None = None, schema: SchemaChange | None = None
+        self,
+        work: Sequence[ShardWork],
+        check: Check | None = None,
+        schema: SchemaChange | None = None,
+        progress: Progress | None = None,
     ) -> list[StageResult]:
         txn = uuid.uuid4().hex
         bases: dict[str, list[int]] = {}
@@ -135,6 +146,7 @@ class Coordinator:
         ]
         results: list[StageResult | None] = []
         failure: TesseraError | None = None
+        interrupted: BaseException | None = None
         for index, ref in enumerate(refs):
             try:
                 results.append(resolve(ref))
@@ -146,9 +158,14 @@ class Coordinator:
                 # Report the client's mistake rather than a side effect of aborting it elsewhere.
                 if failure is None or (isinstance(exc, UserError) and not isinstance(failure, UserError)):
                     failure = exc
-        if failure is not None:
+            if progress is not None and interrupted is None and failure is None:
+                try:
+                    progress(index + 1, len(refs))
+                except BaseException as exc:  # a cancelled job: abort once every stage has answered
+                    interrupted = exc
+        if failure is not None or interrupted is not None:
             self._finish(work, [True] * len(work), txn, commit=False)  # some slots may be held without a stage
-            raise failure
+            raise failure or interrupted  # type: ignore[misc]
         self.faults.reach("after_stage_all")
         staged = [r for r in results if r is not None]
         record = None

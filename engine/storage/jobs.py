@@ -377,25 +377,38 @@ class JobStore:
             ).fetchall()
             settled = []
             for job_id, holder, beat, retry_safe, attempts, max_attempts, cancel in running:
-                if not _gone(holder, beat, now, stale_seconds):
-                    continue
-                if cancel:
-                    db.execute(
-                        "UPDATE jobs SET status = 'cancelled', completed_at = ? WHERE id = ?", (iso(now), job_id)
+                if _gone(holder, beat, now, stale_seconds):
+                    settled.append(
+                        _settle(db, job_id, bool(retry_safe and attempts < max_attempts), cancel, INTERRUPTED, now)
                     )
-                elif retry_safe and attempts < max_attempts:
-                    db.execute(
-                        "UPDATE jobs SET status = 'pending', progress = 0, holder = NULL, lease = NULL, "
-                        "heartbeat_at = NULL, claimed_at = NULL WHERE id = ?",
-                        (job_id,),
-                    )
-                else:
-                    db.execute(
-                        "UPDATE jobs SET status = 'failed', error = ?, completed_at = ? WHERE id = ?",
-                        (INTERRUPTED, iso(now), job_id),
-                    )
-                settled.append(_changed(db, job_id, now))
             return settled
+
+    def abandon(self, job_id: str, lease: str, *, error: str, now: float) -> JobRecord | None:
+        """Settle a run whose worker was lost while the process that ran it lives on (the worker crashed): as
+        ``recover`` does, with ``error`` if it fails. None when the run no longer holds the job."""
+        with self.file.write() as db:
+            row = db.execute(
+                "SELECT retry_safe, attempts, max_attempts, cancel_requested FROM jobs "
+                "WHERE id = ? AND lease = ? AND status = 'running'",
+                (job_id, lease),
+            ).fetchone()
+            if row is None:
+                return None
+            retry_safe, attempts, max_attempts, cancel = row
+            return _settle(db, job_id, bool(retry_safe and attempts < max_attempts), cancel, error, now)
+
+    def should_stop(self, job_id: str, lease: str) -> bool:
+        """For a run to poll between steps: True once its job was asked to cancel, or is no longer its to run
+        (finished by a timeout, taken over, deleted)."""
+        rows = self.file.rows("SELECT status, lease, cancel_requested FROM jobs WHERE id = ?", (job_id,))
+        return not rows or rows[0][0] != "running" or rows[0][1] != lease or bool(rows[0][2])
+
+    def runs(self, job_ids: Sequence[str]) -> dict[str, JobRecord]:
+        """The given jobs as they are now (those that still exist), for a runner watching its runs."""
+        if not job_ids:
+            return {}
+        rows = self.file.rows(f"{_SELECT} WHERE id IN ({', '.join('?' * len(job_ids))})", tuple(job_ids))
+        return {r.id: r for r in map(_record, rows)}
 
     def timed_out(self, *, now: float, holder: str | None = None) -> builtins.list[JobRecord]:
         """The running jobs (of ``holder``, if given) whose current run started more than ``timeout_seconds``
@@ -481,6 +494,23 @@ def _cut(line: str) -> str:
 
 def _gone(holder: str | None, beat: float | None, now: float, stale_seconds: float) -> bool:
     return holder is None or beat is None or now - beat > stale_seconds or holders.is_gone(holder)
+
+
+def _settle(db: sqlite3.Connection, job_id: str, retry: bool, cancel: bool, error: str, now: float) -> JobRecord:
+    """End a lost run: cancelled if it was asked to, re-queued (pending, progress 0) if ``retry``, else failed."""
+    if cancel:
+        db.execute("UPDATE jobs SET status = 'cancelled', completed_at = ? WHERE id = ?", (iso(now), job_id))
+    elif retry:
+        db.execute(
+            "UPDATE jobs SET status = 'pending', progress = 0, holder = NULL, lease = NULL, heartbeat_at = NULL, "
+            "claimed_at = NULL WHERE id = ?",
+            (job_id,),
+        )
+    else:
+        db.execute(
+            "UPDATE jobs SET status = 'failed', error = ?, completed_at = ? WHERE id = ?", (error, iso(now), job_id)
+        )
+    return _changed(db, job_id, now)
 
 
 def _record(row: Sequence[Any]) -> JobRecord:
