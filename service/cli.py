@@ -139,6 +139,7 @@ def serve(settings: Settings) -> None:
             key = app.state.gate.keys.first_admin_key()
             if key is not None:
                 print(f"First start in required mode: an administrator API key, shown once:\n  {key}", flush=True)
+        db.jobs.start()  # run queued jobs (and those a restart re-queued) on this process's worker pool
         config = uvicorn.Config(
             app,
             host=settings.host,
