@@ -9,12 +9,12 @@
   fact committed returns that first answer instead of applying the batch twice; with ``transaction: true`` it is
   therefore safe to retry.
 - ``sleep`` (``custom`` with ``{"type": "sleep", "seconds": s}``): sleeps, reporting progress and honouring a cancel
-  within a few tens of milliseconds. For tests, demos and benchmarks.
+  within a few tens of milliseconds. For tests, demos and benchmarks; ``"ignore_cancel": true`` makes it sleep
+  through a cancel or timeout as a handler stuck in a long call would, so the forced stop can be tried.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -111,16 +111,18 @@ class Sleep:
         return True
 
     def run(self, job: JobContext) -> dict[str, Any]:
-        seconds = _parameters(job).get("seconds", 0)
+        parameters = _parameters(job)
+        seconds = parameters.get("seconds", 0)
+        stubborn = _flag(parameters, "ignore_cancel", False)
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= MAX_SLEEP_SECONDS:
             raise JobParameterError(
                 "seconds", f"must be a number of seconds from 0 to {MAX_SLEEP_SECONDS:g}, not {seconds!r}"
             )
         start = time.monotonic()
         while (elapsed := time.monotonic() - start) < seconds:
-            job.check_cancelled()
-            if not math.isinf(seconds):
-                job.progress(100.0 * elapsed / seconds)
+            if not stubborn:
+                job.check_cancelled()
+            job.progress(100.0 * elapsed / seconds)
             time.sleep(min(0.02, seconds - elapsed))
         return {"slept": float(seconds)}
 
