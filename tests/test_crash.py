@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -46,7 +47,8 @@ class Server:
                 "--num-cpus",
                 "2",
             ],
-            env={**os.environ, **(env or {}), "TESSERA_MAINTENANCE_SECONDS": "0"},
+            # No job workers unless a case asks for them: two more engine processes per start cost these cases time.
+            env={**os.environ, "TESSERA_JOB_WORKERS": "0", **(env or {}), "TESSERA_MAINTENANCE_SECONDS": "0"},
             start_new_session=True,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -75,6 +77,50 @@ class Server:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "data"
+
+
+def prepared(tmp_path_factory: pytest.TempPathFactory, setup: Callable[[Server], None]) -> Path:
+    """A data directory made once by ``setup`` on a server that is then killed: the cases copy it rather than
+    each starting a server to build the same tables (a server start is most of a case's time)."""
+    template = tmp_path_factory.mktemp("template") / "data"
+    server = Server(template)
+    try:
+        setup(server)
+    finally:
+        server.kill()
+    return template
+
+
+def copy_of(template: Path, data_dir: Path) -> Path:
+    shutil.copytree(template, data_dir)
+    return data_dir
+
+
+def _one_table(server: Server) -> None:
+    server.http.post(
+        "/tables", json={"name": "t", "schema": {"columns": {"id": "int"}}, "primary_key": "id"}
+    ).raise_for_status()
+    server.http.post("/tables/t/rows/batch", json={"rows": [{"id": i} for i in range(100)]}).raise_for_status()
+
+
+def _two_tables(server: Server) -> None:
+    accounts = {"name": "accounts", "schema": {"columns": {"id": "int", "balance": "int"}}, "primary_key": "id"}
+    ledger = {"name": "ledger", "schema": {"columns": {"id": "int", "amount": "int"}}, "primary_key": "id"}
+    for body in (accounts, ledger):
+        server.http.post("/tables", json=body).raise_for_status()
+    server.http.post(
+        "/tables/accounts/rows/batch", json={"rows": [{"id": i, "balance": 100} for i in range(8)]}
+    ).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def one_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepared(tmp_path_factory, _one_table)
+
+
+@pytest.fixture(scope="module")
+def two_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepared(tmp_path_factory, _two_tables)
 
 
 def ids(server: Server, table: str) -> list[int]:
@@ -119,16 +165,9 @@ def test_acknowledged_rows_survive_kill_9(data_dir: Path) -> None:
 
 @pytest.mark.parametrize("rows", [200, 2000], ids=["logged", "lance"])
 @pytest.mark.parametrize("step", STEPS)
-def test_write_cut_at_each_step_is_all_or_nothing(data_dir: Path, step: str, rows: int) -> None:
+def test_write_cut_at_each_step_is_all_or_nothing(data_dir: Path, one_table: Path, step: str, rows: int) -> None:
     """``rows``: a write small enough for the shard log, or large enough to go to Lance (see engine.physical.shardlog)."""
-    server = Server(data_dir)
-    try:
-        server.http.post(
-            "/tables", json={"name": "t", "schema": {"columns": {"id": "int"}}, "primary_key": "id"}
-        ).raise_for_status()
-        server.http.post("/tables/t/rows/batch", json={"rows": [{"id": i} for i in range(100)]}).raise_for_status()
-    finally:
-        server.kill()
+    copy_of(one_table, data_dir)
     server = Server(data_dir, env={"TESSERA_FAULT": step})
     try:
         with pytest.raises(httpx.HTTPError):  # the server dies at the fault point, before answering
@@ -151,18 +190,8 @@ def test_write_cut_at_each_step_is_all_or_nothing(data_dir: Path, step: str, row
 
 
 @pytest.mark.parametrize("step", STEPS)
-def test_batch_across_tables_cut_at_each_step_is_all_or_nothing(data_dir: Path, step: str) -> None:
-    server = Server(data_dir)
-    try:
-        accounts = {"name": "accounts", "schema": {"columns": {"id": "int", "balance": "int"}}, "primary_key": "id"}
-        ledger = {"name": "ledger", "schema": {"columns": {"id": "int", "amount": "int"}}, "primary_key": "id"}
-        for body in (accounts, ledger):
-            server.http.post("/tables", json=body).raise_for_status()
-        server.http.post(
-            "/tables/accounts/rows/batch", json={"rows": [{"id": i, "balance": 100} for i in range(8)]}
-        ).raise_for_status()
-    finally:
-        server.kill()
+def test_batch_across_tables_cut_at_each_step_is_all_or_nothing(data_dir: Path, two_tables: Path, step: str) -> None:
+    copy_of(two_tables, data_dir)
     batch = {
         "operations": [
             {
