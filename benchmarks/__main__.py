@@ -10,6 +10,8 @@ Suites:
                Python loop, SQL and inlined UDFs vs an expression column, memoisation, the execute endpoint.
   auth         issue 12's figures: API-key overhead on GET /auth/verify, /tables (and /health for reference)
                and REST batch-insert throughput, key vs open mode in one run.
+  jobs         issue 13's figures: submit-to-start latency, a 1,000-job burst in priority order, a recompute
+               job vs the same recompute in-process, cancel of a running job, point lookups during a job.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks import auth, batch, foundation, recompute, udf
+from benchmarks import auth, batch, foundation, jobs, recompute, udf
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     udf.add_arguments(sub.add_parser("udf", help="UDFs: sandbox, inlined, memoised, execute endpoint"))
     auth.add_arguments(sub.add_parser("auth", help="API-key overhead: latency and batch throughput, key vs open"))
+    jobs.add_arguments(sub.add_parser("jobs", help="job queue: start latency, burst order, recompute job, cancel"))
     args = parser.parse_args(argv)
     suites = {
         "foundation": foundation.run,
@@ -37,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         "recompute": recompute.run,
         "udf": udf.run,
         "auth": auth.run,
+        "jobs": jobs.run,
     }
     return suites[args.suite](args)
 

@@ -172,7 +172,7 @@ class Scheduler:
 
     def _fill(self, now: float) -> None:
         while self.idle and not self._stop.is_set():
-            job = self.store.claim(self.holder, now=now, limits=self.limits)
+            job = self.store.claim(self.holder, now=time.time(), limits=self.limits)  # its own start time
             if job is None:
                 return
             worker = self.idle.pop()
