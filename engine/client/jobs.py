@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from engine.errors import InvalidRequest, JobNotFound
 from engine.jobs import worker
@@ -26,6 +27,7 @@ from engine.storage.jobs import STATUSES, JobRecord, JobStore
 if TYPE_CHECKING:
     from engine.client.database import Database
 
+MAX_URL_LENGTH = 2048
 WEBHOOK_EVENTS = ("started", "progress", "completed", "failed")
 _ALREADY = {"completed": "completed", "failed": "failed", "cancelled": "been cancelled"}
 
@@ -94,6 +96,8 @@ class Jobs:
                 find_handler(types, job_type, parameters)
             except InvalidRequest as exc:
                 raise InvalidRequest(exc.message, field="parameters.type", allowed=custom_types(types)) from None
+        if webhook_url is not None:
+            _check_webhook_url(webhook_url)
         if webhook_events is not None:
             unknown = [e for e in webhook_events if e not in WEBHOOK_EVENTS]
             if unknown:
@@ -180,6 +184,17 @@ class Jobs:
         scheduler = self._scheduler
         if scheduler is not None:
             scheduler.wake()
+
+
+def _check_webhook_url(url: str) -> None:
+    """An absolute http(s) URL; where it may point is checked when the webhooks deliver (their address guard)."""
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or len(url) > MAX_URL_LENGTH:
+        raise InvalidRequest(
+            f"webhook_url must be an absolute http:// or https:// URL of at most {MAX_URL_LENGTH} characters, "
+            f"not {url!r:.100}",
+            field="webhook_url",
+        )
 
 
 class Job:
