@@ -118,7 +118,8 @@ class Settings:
     def job_limits(self) -> dict[str, int]:
         """``job_type_limits`` as {job type: most running at once}; ValueError names a malformed item."""
         limits = {}
-        for item in self.job_type_limits:
+        given = self.job_type_limits
+        for item in self.split_list(given) if isinstance(given, str) else given:  # connect(job_type_limits="a=1")
             name, _, count = item.partition("=")
             if not name.strip() or not count.strip().isdigit():
                 raise ValueError(f"job_type_limits item {item!r} is not 'job_type=N' (N a whole number)")
