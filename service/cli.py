@@ -1,5 +1,6 @@
 """The ``tessera`` command: ``tessera serve`` starts the engine and the REST service on one machine;
-``tessera plugins`` lists what the installed plugins register.
+``tessera plugins`` lists what the installed plugins register; ``tessera jobs`` lists, shows, watches and cancels
+the jobs of a running server (``service.jobs_cli``).
 
 Every flag can also come from a ``TESSERA_*`` environment variable (``TESSERA_PORT=9000``); flags win.
 
@@ -7,6 +8,7 @@ Every flag can also come from a ``TESSERA_*`` environment variable (``TESSERA_PO
     tessera serve --host 0.0.0.0 --auth required   # prints an administrator key at the first start
     tessera serve --allowed-hosts tessera.local --cors-origins http://localhost:3000
     tessera plugins --json                         # functions, UDF languages ... and the plugin providing each
+    tessera jobs watch 3f2a...                     # a live progress bar until the job ends (TESSERA_URL)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from engine import Settings
 from engine.errors import PluginError
 from engine.registry import Registry
 from plugins.listing import render
+from service import jobs_cli
 from service.auth.keys import valid_admin_key
 from service.middleware import cors_origins, trusted_hosts
 
@@ -69,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing = commands.add_parser("plugins", help="list the registered functions, UDF languages, formats ...")
     listing.add_argument("--json", action="store_true", help="print JSON: {kind: [{name, plugin, module, ...}]}")
+    jobs_cli.configure(commands.add_parser("jobs", help="list, show, watch or cancel the jobs of a running server"))
     return parser
 
 
@@ -174,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "plugins":
         return list_plugins("json" if args.json else "text")
+    if args.command == "jobs":
+        return jobs_cli.run(args)
     try:
         settings = settings_from(args)
     except ValueError as exc:
