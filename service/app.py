@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from engine import Database, Settings
-from service import batch, computed, health, rows, tables, udfs
+from service import batch, computed, health, jobs, rows, tables, udfs
 from service.auth import routes as auth_routes
 from service.auth.gate import ROUTE_KEY, Gate
 from service.auth.middleware import AuthMiddleware
@@ -96,6 +96,9 @@ def api_routes() -> list[BaseRoute]:
         resource(t + "/udfs/{name}", get=udfs.get_udf, put=udfs.replace_udf, delete=udfs.drop_udf),
         resource(t + "/udfs/{name}/execute", post=udfs.execute_udf),
         resource("/batch/operations", post=batch.batch_operations),
+        resource("/batch/jobs", get=jobs.list_jobs, post=jobs.create_job),
+        resource("/batch/jobs/{job_id}", get=jobs.get_job, delete=jobs.delete_job),
+        resource("/batch/jobs/{job_id}/cancel", post=jobs.cancel_job),
         *_auth_routes(),
     ]
 

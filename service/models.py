@@ -332,3 +332,48 @@ class BatchResponse(TypedDict):
     results: list[BatchOperationResult]
     execution_time_ms: float
     committed: bool
+
+
+# -- jobs ------------------------------------------------------------------------------------------------------------
+JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
+WebhookEvent = Literal["started", "progress", "completed", "failed"]
+MAX_JOB_LIMIT = 100
+DEFAULT_JOB_LIMIT = 50
+
+
+class CreateJob(_Body):
+    """A background job to queue. An unknown ``job_type`` is 400 listing the job types; the parameters a type needs
+    are checked when the job runs (the job then fails, naming the parameter)."""
+
+    job_type: str  # text, not a Literal: an unknown type is the engine's 400 with ``allowed``, as the contract says
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    priority: int = Field(default=5, ge=1, le=10)  # higher runs first; FIFO within a priority
+    webhook_url: str | None = None  # an absolute http(s) URL, checked by the engine
+    webhook_events: list[WebhookEvent] | None = None
+    timeout_seconds: float = Field(default=3600.0, gt=0, allow_inf_nan=False)  # from the start of running
+
+
+class JobInfo(TypedDict):
+    job_id: str
+    job_type: str
+    status: JobStatus
+    progress: float  # 0..100
+    parameters: Any
+    result: Any
+    error: str | None
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    webhook_url: str | None
+    logs: list[str]  # the last 1,000 lines, each at most 2 KB
+
+
+class JobCancelResult(TypedDict):
+    message: str
+    cancelled: bool
+    status: NotRequired[JobStatus]  # when it was not cancelled: the status it had already finished with
+
+
+class JobDeleted(TypedDict):
+    message: str
+    job_id: str

@@ -32,6 +32,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from engine.jobs.types import JOB_TYPES
+from engine.storage.jobs import STATUSES
 from service import models as m
 from service.auth import models as auth
 from service.auth.policy import rule_for
@@ -99,6 +101,22 @@ _IDEMPOTENCY_KEY = Param(
     "A retry with the same key and body returns the first answer without applying the operations twice",
     "header",
 )
+_JOB_IDEMPOTENCY_KEY = Param(
+    "Idempotency-Key",
+    {"type": "string", "maxLength": 255},
+    "A retry with the same key (from the same API key) returns the job created first instead of a second one",
+    "header",
+)
+_JOB_LIST_PARAMS = (
+    Param("status", {"enum": list(STATUSES)}, "Only jobs in this status"),
+    Param("job_type", {"enum": list(JOB_TYPES)}, "Only jobs of this type"),
+    Param(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": m.MAX_JOB_LIMIT, "default": m.DEFAULT_JOB_LIMIT},
+        "Jobs to return (newest first)",
+    ),
+    Param("offset", {"type": "integer", "minimum": 0, "maximum": m.MAX_OFFSET, "default": 0}, "Jobs to skip"),
+)
 _HOURS = Param("hours", {"type": "integer", "minimum": 1, "default": 24}, "The period to count, in hours")
 _PATH_PARAMS = {
     "table": "Table name (`^[A-Za-z][A-Za-z0-9_]*$`)",
@@ -106,6 +124,7 @@ _PATH_PARAMS = {
     "column": "Computed column name",
     "name": "UDF name",
     "key_id": "API key id",
+    "job_id": "Job id (as `POST /batch/jobs` answered it)",
     "path": "File name",
 }
 _OPEN_KEYS = " In open mode key management is open to every local caller."
@@ -123,6 +142,7 @@ def _health(prefix: str) -> dict[tuple[str, str], Operation]:
 def _operations() -> dict[tuple[str, str], Operation]:
     t = "/api/v1/tables/{table}"
     keys = "/api/v1/auth/api-keys"
+    job = "/api/v1/batch/jobs/{job_id}"
     return {
         **_health(""),
         **_health("/api/v1"),
@@ -215,6 +235,34 @@ def _operations() -> dict[tuple[str, str], Operation]:
             description="A request that was processed answers 200 and its body says what failed; more than 1000 "
             "operations is 413; a retry while the first request with its Idempotency-Key runs is 409.",
         ),
+        # jobs (service.jobs)
+        ("POST", "/api/v1/batch/jobs"): Operation(
+            "Queue a background job",
+            "jobs",
+            body=m.CreateJob,
+            response=m.JobInfo,
+            query=(_JOB_IDEMPOTENCY_KEY,),
+            description="Answers the job, usually still `pending`. An unknown `job_type`, or a `custom` job whose "
+            "`parameters.type` names no registered job type, is 400 with `allowed`; the parameters a type needs "
+            "are checked when the job runs (it then fails naming the parameter).",
+        ),
+        ("GET", "/api/v1/batch/jobs"): Operation(
+            "List jobs, newest first", "jobs", response=list[m.JobInfo], query=_JOB_LIST_PARAMS
+        ),
+        ("GET", job): Operation(
+            "Read a job: status, progress, result or error, and its log", "jobs", response=m.JobInfo
+        ),
+        ("POST", f"{job}/cancel"): Operation(
+            "Cancel a job (idempotent: a finished job answers `cancelled: false` and its status)",
+            "jobs",
+            response=m.JobCancelResult,
+        ),
+        ("DELETE", job): Operation(
+            "Delete a finished job and its log (409 while it is pending or running)",
+            "jobs",
+            response=m.JobDeleted,
+            errors=(409,),
+        ),
         # API keys (service.auth.routes)
         ("POST", keys): Operation(
             "Create an API key (the full key is shown once)",
@@ -246,6 +294,7 @@ _TAGS = [
     ("tables", "Create, describe and drop tables"),
     ("rows", "Insert, read, update and delete rows"),
     ("batch", "Many operations on any tables, transactional by default"),
+    ("jobs", "Background jobs: a durable queue run on the Ray cluster, with progress, logs and cancel"),
     ("computed columns", "Columns computed from expressions, UDFs, aggregates and windows"),
     ("udfs", "User-defined functions in Python, SQL or JavaScript"),
     ("auth", "API keys and their permissions"),
@@ -259,7 +308,7 @@ _ERRORS: dict[int, tuple[str, str, tuple[str, ...]]] = {
     400: ("BadRequest", "Malformed JSON, or an invalid operation or parameter", ()),
     401: ("Unauthorized", "API key required but missing, unknown, revoked or expired", ("WWW-Authenticate",)),
     403: ("Forbidden", "The key lacks the permission (`detail` contains `Insufficient permissions`)", ()),
-    404: ("NotFound", "The table, row, column, UDF or API key named in the path does not exist", ()),
+    404: ("NotFound", "The table, row, column, UDF, job or API key named in the path does not exist", ()),
     409: ("Conflict", "Duplicate name or primary key, or the object is in use", ()),
     413: ("TooLarge", "Body over the size limit, or too many rows or operations in one request", ()),
     415: ("UnsupportedMediaType", "The body is not declared JSON (`Content-Type: application/json`)", ()),

@@ -10,6 +10,14 @@ fails on a missing one). The rules, for the keys that are presented (and for eve
              delete: delete rows
     batch    every operation's table and action (insert/update/upsert: data write; delete: data delete), all
              checked before anything runs
+    jobs     creating one (``POST /batch/jobs``, which carries the "jobs" rate limit) needs what the job will do,
+             checked by the handler once the body is read: table_recompute and data_import data write on
+             ``parameters.table_name``, data_export data read on it, batch_operation every operation's (as
+             batch; parameters that are not a list of operations are left to the job, which fails naming them),
+             media_processing media write, custom any valid key. Listing needs any valid key and shows the key's
+             own jobs, or every key's with admin read. A job of another key (or of open mode's anonymous caller)
+             needs admin read to be read, admin write to be cancelled and admin delete to be deleted; the
+             handler checks it once the job is found, so an unknown id is 404 for everyone
     keys     admin (create / read / delete / write for create / list, get, usage / revoke / rotate); a key may
              read its own info and usage and rotate itself. In open mode key management is open to every caller:
              an anonymous caller is an administrator there anyway, and the original server's clients revoke keys
@@ -19,9 +27,9 @@ fails on a missing one). The rules, for the keys that are presented (and for eve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from starlette.requests import Request
 
@@ -29,7 +37,7 @@ from service.auth.permissions import Principal
 from service.errors import Forbidden
 
 TableFrom = Literal["path", "body", "none"]
-Kind = Literal["public", "authenticated", "permission", "keys", "operations", "list_tables"]
+Kind = Literal["public", "authenticated", "permission", "keys", "operations", "list_tables", "create_job", "job"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,14 @@ class Rule:
             return "any valid key"
         if self.kind == "operations":
             return "data:write or data:delete on every operation's table"
+        if self.kind == "create_job":
+            return (
+                "by job_type: data:write on parameters.table_name (table_recompute, data_import), data:read on it "
+                "(data_export), each operation's data permission (batch_operation), media:write "
+                "(media_processing), any valid key (custom)"
+            )
+        if self.kind == "job":
+            return f"any valid key for its own jobs; admin:{self.action} for another key's"
         if self.kind == "keys":
             own = ", or the key itself" if self.self_service else ""
             return f"admin:{self.action}{own} (open mode: anyone)"
@@ -62,6 +78,11 @@ def _needs(resource: str, action: str, table: TableFrom = "path", limit: str | N
 
 def _keys(action: str, self_service: bool = False) -> Rule:
     return Rule("keys", "admin", action, self_service=self_service)
+
+
+def _job(action: str) -> Rule:
+    """A rule on existing jobs: ``action`` on ``admin`` is what another key's job needs."""
+    return Rule("job", "admin", action)
 
 
 PUBLIC = Rule("public")
@@ -97,6 +118,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", T + "/udfs/{name}"): _needs("tables", "delete"),
     ("POST", T + "/udfs/{name}/execute"): _needs("data", "read"),
     ("POST", "/batch/operations"): Rule("operations", limit="batch"),
+    ("POST", "/batch/jobs"): Rule("create_job", limit="jobs"),
+    ("GET", "/batch/jobs"): _job("read"),  # without admin read, the key's own jobs only
+    ("GET", "/batch/jobs/{job_id}"): _job("read"),
+    ("POST", "/batch/jobs/{job_id}/cancel"): _job("write"),
+    ("DELETE", "/batch/jobs/{job_id}"): _job("delete"),
     ("POST", "/auth/api-keys"): _keys("create"),
     ("GET", "/auth/api-keys"): _keys("read"),
     ("GET", "/auth/api-keys/{key_id}"): _keys("read", self_service=True),
@@ -106,6 +132,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/auth/verify"): Rule("authenticated"),
 }
 OPERATION_ACTIONS = {"insert": "write", "update": "write", "upsert": "write", "delete": "delete"}
+# What creating a job of each type needs (resource, action, whether it is about ``parameters.table_name``);
+# batch_operation is checked per operation and custom needs only a valid key.
+JOB_NEEDS: dict[str, tuple[str, str, bool]] = {
+    "table_recompute": ("data", "write", True),
+    "data_import": ("data", "write", True),
+    "data_export": ("data", "read", True),
+    "media_processing": ("media", "write", False),
+}
 
 
 def public_paths(prefixes: Sequence[str]) -> frozenset[str]:
@@ -124,8 +158,10 @@ def rule_for(method: str, template: str) -> Rule:
 
 def authorize(principal: Principal, rule: Rule, request: Request, table: str | None, open_mode: bool) -> None:
     """Raise Forbidden unless ``principal`` may make this request (``table``: the table it is about, if any)."""
-    if rule.kind in ("public", "authenticated", "operations"):
-        return  # operations: the handler checks each one (``authorize_operations``) once the body is read
+    if rule.kind in ("public", "authenticated", "operations", "create_job", "job"):
+        # The handler checks these once it knows more: each operation or what the job does (from the body), or
+        # whose the job is (from the catalog).
+        return
     if rule.kind == "list_tables":
         if not principal.reads_some_table():
             principal.require("tables", "read")
@@ -148,3 +184,32 @@ def authorize_operations(principal: Principal, operations: list[dict[str, object
         table = table if isinstance(table, str) else None
         if not principal.allows("data", action, table):
             raise Forbidden("data", action, table, why=f" (operation {i} of the batch); nothing was run")
+
+
+def authorize_job(principal: Principal, job_type: str, parameters: Mapping[str, Any]) -> None:
+    """Forbidden unless ``principal`` may create this job (``JOB_NEEDS``); nothing is queued when it may not. An
+    unknown job type passes: the engine refuses it with the list of job types."""
+    if job_type == "batch_operation":
+        operations = parameters.get("operations")
+        if isinstance(operations, list) and all(isinstance(op, dict) for op in operations):
+            authorize_operations(principal, operations)
+        return  # anything else is the job's to refuse, naming the parameter
+    needs = JOB_NEEDS.get(job_type)
+    if needs is None:
+        return
+    resource, action, about_table = needs
+    table = parameters.get("table_name") if about_table else None
+    principal.require(resource, action, table if isinstance(table, str) else None)
+
+
+def sees_every_job(principal: Principal) -> bool:
+    """Whether the principal lists every key's jobs (admin read), rather than its own."""
+    return principal.allows("admin", "read")
+
+
+def authorize_job_access(principal: Principal, rule: Rule, job_id: str, owner_key: str | None) -> None:
+    """Forbidden unless the job is the principal's own, or the principal holds the rule's admin action."""
+    if owner_key is not None and owner_key == principal.key_id:
+        return
+    if not principal.allows("admin", rule.action):
+        raise Forbidden("admin", rule.action, why=f" (job {job_id} is another key's)")
