@@ -6,6 +6,7 @@
 
 from engine.client.batch import BatchResult
 from engine.client.database import Database, connect
+from engine.client.jobs import Job, Jobs
 from engine.client.results import QueryResult, WriteResult
 from engine.client.table import Table
 from engine.config import Settings
@@ -34,6 +35,8 @@ __all__ = [
     "DuplicateKey",
     "EngineError",
     "InvalidRequest",
+    "Job",
+    "Jobs",
     "NotFound",
     "PluginError",
     "QueryResult",

@@ -118,6 +118,7 @@ class Sleep:
             raise JobParameterError(
                 "seconds", f"must be a number of seconds from 0 to {MAX_SLEEP_SECONDS:g}, not {seconds!r}"
             )
+        job.log(f"sleeping {seconds:g} s")
         start = time.monotonic()
         while (elapsed := time.monotonic() - start) < seconds:
             if not stubborn:

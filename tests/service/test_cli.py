@@ -136,7 +136,8 @@ def test_plugins_json(capsys: pytest.CaptureFixture[str]) -> None:
     upper = next(e for e in listed["functions"] if e["name"] == "upper")
     assert (upper["plugin"], upper["module"]) == ("tessera.text", "plugins.functions.text")
     assert upper["distribution"].startswith("tessera ")
-    assert listed["formats"] == listed["job_types"] == listed["media_operations"] == []
+    assert {e["name"] for e in listed["job_types"]} == {"batch_operation", "sleep", "table_recompute"}
+    assert listed["media_operations"] == []
 
 
 def test_plugins_names_a_plugin_that_does_not_load(

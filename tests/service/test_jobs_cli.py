@@ -11,6 +11,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
+from auth_helpers import ADMIN_KEY  # every required-mode server of the session uses this one
 from rich.console import Console
 
 from engine import Database
@@ -19,7 +20,6 @@ from service.cli import main
 from service.jobs_cli import JobsApi, new_lines, snippet, watch, when
 
 DEADLINE = 60.0
-ADMIN_KEY = "jobs-cli-admin-key-0123456789"
 
 
 def sleeping(db: Database, seconds: float) -> Job:
