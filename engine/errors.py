@@ -22,6 +22,8 @@ The service maps classes to HTTP statuses in exactly one place (``service/errors
     │   │   ├── UdfCompileError     the user's code does not compile (line, col)
     │   │   ├── UdfRuntimeError     the user's code raised
     │   │   ├── UdfLimitExceeded    the user's code overran a sandbox limit
+    │   │   ├── FormatError         an import/export option a format does not take, or a bad value (option)
+    │   │   ├── SourceError         a source that is not the declared format (line or record, column)
     │   │   └── ExpectationFailed   a batch operation's expect_rows did not match
     │   ├── SchemaMismatch         values do not fit the table's schema (422), one entry per field
     │   ├── IdempotencyKeyReused   an Idempotency-Key replayed with a different request (422)
@@ -400,6 +402,33 @@ class JobNotFinished(Conflict):
             job_id=job_id,
             status=status,
         )
+
+
+# -- import / export formats -----------------------------------------------------------------------------------------
+class FormatError(InvalidRequest):
+    """An option of an import/export format (``plugins.formats``) that the format does not take, or a value it
+    cannot have: a bad delimiter, an unknown encoding, a sheet the workbook does not have. Names the option."""
+
+    code = "invalid_format_option"
+
+    def __init__(self, fmt: str, option: str, problem: str) -> None:
+        super().__init__(f"{fmt} option '{option}' {problem}", format=fmt, option=option)
+        self.option = option
+
+
+class SourceError(InvalidRequest):
+    """A source that is not what its declared format says: ragged CSV rows, bytes that are not the declared
+    encoding, malformed JSON, a file that is not Parquet or Excel. ``line`` (1-based, of the text formats) or
+    ``record`` (1-based: a JSON array's element, a Parquet or Excel data row) says where, when it is known."""
+
+    code = "invalid_source"
+
+    def __init__(
+        self, fmt: str, problem: str, *, line: int | None = None, record: int | None = None, column: str | None = None
+    ) -> None:
+        where = f", line {line}" if line is not None else f", record {record}" if record is not None else ""
+        super().__init__(f"{fmt} source{where}: {problem}", format=fmt, line=line, record=record, column=column)
+        self.line, self.record, self.column = line, record, column
 
 
 class UdfExists(Conflict):

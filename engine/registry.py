@@ -102,13 +102,34 @@ UdfLanguageFactory = Callable[[UdfLimits], UdfLanguage]
 
 
 class Format(Protocol):
-    """An import/export format (used from the next issues): Arrow batches in and out of a byte stream."""
+    """An import/export format (``plugins.formats``): Arrow batches in and out of a byte stream.
 
-    media_type: str
+    ``seekable`` says that ``read`` seeks in its source (Parquet's footer, an .xlsx's zip directory): an import
+    spools a source that cannot seek (a download) to a temporary file first. Options are checked when ``read`` or
+    ``write`` is called, before any byte is read or written: an unknown option, or a bad value, is a
+    ``FormatError`` naming the option. A source that is not what the format says is a ``SourceError`` naming the
+    line or record.
+    """
 
-    def read(self, source: BinaryIO) -> Iterator[pa.RecordBatch]: ...
+    media_type: str  # e.g. "text/csv"
+    extensions: tuple[str, ...]  # (".csv", ".tsv")
+    seekable: bool
 
-    def write(self, batches: Iterable[pa.RecordBatch], sink: BinaryIO) -> None: ...
+    def read(self, source: BinaryIO, options: Mapping[str, Any], batch_size: int) -> Iterator[pa.RecordBatch]:
+        """Batches of at most ``batch_size`` rows, holding a bounded amount of the source in memory (a format that
+        cannot stream says so and caps what it reads: Excel's readers load a whole sheet).
+
+        Types are the reader's inferred ones (or ``options["schema"]``, where the format takes it). A reader that
+        infers batch by batch (JSON, JSONL) may, in a later batch, add columns or give an all-null column a type;
+        it never changes a column's type.
+        """
+
+    def write(
+        self, batches: Iterable[pa.RecordBatch], schema: pa.Schema, sink: BinaryIO, options: Mapping[str, Any]
+    ) -> None:
+        """Write ``batches`` (of ``schema``: what is written when there are none) to ``sink`` as they come. CSV and
+        Excel text cells starting with = + - @ (or tab, carriage return) get a leading ``'`` against formula
+        injection unless ``options["escape_formulas"]`` is false; Excel starts a new sheet past 1,048,576 rows."""
 
 
 class JobContext(Protocol):
@@ -163,7 +184,8 @@ class Plugin(Protocol):
 
     @hookspec
     def tessera_formats(self) -> Mapping[str, Format]:
-        """Import/export formats (used from the next issues)."""
+        """Import/export formats by name (``csv``, ``json``, ``jsonl``, ``parquet``, ``excel`` are the built-ins in
+        ``plugins.formats``): each value a ``Format``, used by the import and export jobs."""
 
     @hookspec
     def tessera_job_types(self) -> Mapping[str, JobType]:

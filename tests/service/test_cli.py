@@ -126,7 +126,8 @@ def test_plugins_lists_what_is_registered_per_kind(capsys: pytest.CaptureFixture
     assert headings == ["functions", "udf languages", "formats", "job types", "media operations"]
     assert re.search(r"^  json_get +tessera\.json +plugins\.functions\.json +tessera \S+$", out, re.MULTILINE)
     assert re.search(r"^  sql +tessera\.udf_languages +plugins\.udf_languages +tessera \S+$", out, re.MULTILINE)
-    assert "formats (0)\n  (none registered)" in out  # registered from the next issues
+    assert re.search(r"^  csv +tessera\.formats\.csv +plugins\.formats\.csv +tessera \S+$", out, re.MULTILINE)
+    assert re.search(r"^  sleep +tessera\.jobs +plugins\.jobs +tessera \S+$", out, re.MULTILINE)
 
 
 def test_plugins_json(capsys: pytest.CaptureFixture[str]) -> None:
