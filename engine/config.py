@@ -68,6 +68,16 @@ class Settings:
     job_heartbeat_seconds: float = 2.0  # how often a process marks its running jobs alive
     job_stale_seconds: float = 30.0  # a running job without a heartbeat for this long has lost its worker
 
+    # Imports and exports (engine.transfer). file:// sources must be under import_dir (None: none allowed);
+    # http(s) sources are fetched through engine.fetch, which refuses private, loopback, link-local and metadata
+    # addresses unless the host is in fetch_allowed_hosts.
+    import_dir: str | None = None
+    import_max_bytes: int = 16 * 1024**3  # a source as read (compressed), uploads included
+    import_max_decompressed_bytes: int = 64 * 1024**3  # a gzip or zip source once decompressed (zip bombs)
+    fetch_allowed_hosts: tuple[str, ...] = ()
+    fetch_timeout_seconds: float = 30.0  # connect and between bytes, for import downloads
+    export_ttl_hours: float = 24.0  # an export's file is downloadable this long, then 410 and deleted
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """``TESSERA_<FIELD>`` for every field; explicit ``overrides`` (e.g. command-line flags) win."""

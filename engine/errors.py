@@ -431,6 +431,73 @@ class SourceError(InvalidRequest):
         self.line, self.record, self.column = line, record, column
 
 
+class ImportSourceError(InvalidRequest):
+    """An import's ``source_url`` (or uploaded file) that cannot be read: a scheme that is not allowed, a
+    ``file://`` path outside ``TESSERA_IMPORT_DIR``, a URL that answers 404 or times out, a truncated gzip, a zip
+    without exactly one file. Names the source."""
+
+    code = "invalid_import_source"
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"source {source}: {problem}", source=source)
+        self.source = source
+
+
+class SourceTooLarge(TooLarge):
+    """An import source past ``TESSERA_IMPORT_MAX_BYTES`` as read, or past the decompressed cap once decompressed
+    (a zip or gzip bomb). Nothing was imported."""
+
+    code = "source_too_large"
+
+    def __init__(self, source: str, what: str, limit: int) -> None:
+        super().__init__(f"source {source}: {what} passed the limit of {limit} bytes", source=source, limit=limit)
+
+
+class ImportRejected(InvalidRequest):
+    """An import with ``on_error: fail`` that met bad rows: nothing was imported. ``result`` is the import's result
+    (the bad rows in ``errors``), which the failed job keeps."""
+
+    code = "import_rejected"
+
+    def __init__(self, bad_rows: int, result: dict[str, Any]) -> None:
+        super().__init__(
+            f"{bad_rows} rows failed validation and on_error is 'fail': nothing was imported (see the result's errors)",
+            bad_rows=bad_rows,
+        )
+        self.result = result
+
+
+class ExportEmpty(InvalidRequest):
+    """An export whose ``where`` (or table) matches no row: there is nothing to write."""
+
+    code = "export_empty"
+
+    def __init__(self, table: str) -> None:
+        super().__init__(
+            f"the export of '{table}' matches 0 rows: nothing to export (check where and limit)", table=table
+        )
+
+
+class ExportNotFound(NotFound):
+    code = "export_not_found"
+
+    def __init__(self, job_id: str, why: str = "no export job has that id") -> None:
+        super().__init__(f"Export {job_id} not found: {why}", job_id=job_id)
+
+
+class ExportExpired(UserError):
+    """The download of an export after its ``expires_at`` (``TESSERA_EXPORT_TTL_HOURS``): 410 Gone."""
+
+    code = "export_expired"
+
+    def __init__(self, job_id: str, expired_at: str) -> None:
+        super().__init__(
+            f"Export {job_id} expired at {expired_at}; its file was deleted. Run the export again",
+            job_id=job_id,
+            expired_at=expired_at,
+        )
+
+
 class UdfExists(Conflict):
     code = "udf_exists"
 

@@ -8,6 +8,10 @@
   the batch response. It runs under the Idempotency-Key ``job:<id>``, so a run re-queued after a crash that had in
   fact committed returns that first answer instead of applying the batch twice; with ``transaction: true`` it is
   therefore safe to retry.
+- ``data_import`` ``{table_name, format, source_url, mapping?, options?, validation_rules?, on_error?,
+  batch_size?}`` and ``data_export`` ``{table_name, format, columns?, where?, order_by?, limit?, options?,
+  compress?}``: ``engine.transfer``; both safe to retry (an import commits under ``job:<id>``, an export rewrites
+  its file).
 - ``sleep`` (``custom`` with ``{"type": "sleep", "seconds": s}``): sleeps, reporting progress and honouring a cancel
   within a few tens of milliseconds. For tests, demos and benchmarks; ``"ignore_cancel": true`` makes it sleep
   through a cancel or timeout as a handler stuck in a long call would, so the forced stop can be tried.
@@ -19,8 +23,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from engine.errors import JobParameterError
+from engine.errors import ExportEmpty, JobParameterError
 from engine.registry import JobContext, JobType, hookimpl
+from engine.transfer import exporter, importer
 
 MAX_SLEEP_SECONDS = 86_400.0
 
@@ -106,6 +111,63 @@ class BatchOperation:
         return response
 
 
+class DataImport:
+    """An import (``engine.transfer.importer``): one transaction under the Idempotency record ``job:<id>``, so a
+    run re-queued after a crash that had committed returns the first result: safe to retry."""
+
+    def retry_safe(self, parameters: Any) -> bool:
+        return True
+
+    def run(self, job: JobContext) -> dict[str, Any]:
+        request = importer.check(_parameters(job), job.db.registry.formats())  # an error names the parameter
+        return importer.run(job.db, request, job)
+
+
+class DataExport:
+    """An export (``engine.transfer.exporter``) of one table version to the export area; a re-run writes it anew."""
+
+    def retry_safe(self, parameters: Any) -> bool:
+        return True
+
+    def run(self, job: JobContext) -> dict[str, Any]:
+        parameters = _parameters(job)
+        table_name = _text(parameters, "table_name")
+        formats = job.db.registry.formats()
+        fmt_name = parameters.get("format")
+        fmt = exporter.format_of(formats, fmt_name)
+        options = parameters.get("options") or {}
+        if not isinstance(options, Mapping):
+            raise JobParameterError("options", "must be an object")
+        compress = _flag(parameters, "compress", False)
+        limit = parameters.get("limit")
+        table = job.db.table(table_name)
+        scan = table.scan(parameters.get("columns"), parameters.get("where"), parameters.get("order_by"), limit)
+        total = scan.rows if limit is None else min(scan.rows, limit)
+        if total == 0:
+            scan.close()
+            raise ExportEmpty(table_name)
+        job.log(f"exporting {total} rows of {table_name} as {fmt_name}")
+
+        def on_batch(rows: int) -> None:
+            job.progress(min(99.0, 100.0 * rows / total))
+            job.check_cancelled()
+
+        done = exporter.write(
+            scan,
+            str(fmt_name),
+            fmt,
+            root=job.db.root,
+            job_id=job.job_id,
+            table=table_name,
+            options=options,
+            compress=compress,
+            ttl_hours=job.db.settings.export_ttl_hours,
+            on_batch=on_batch,
+        )
+        job.log(f"{done.rows} rows, {done.size} bytes, downloadable until {done.expires_at}")
+        return done.result(job.job_id)
+
+
 class Sleep:
     def retry_safe(self, parameters: Any) -> bool:
         return True
@@ -130,4 +192,10 @@ class Sleep:
 
 @hookimpl
 def tessera_job_types() -> Mapping[str, JobType]:
-    return {"table_recompute": TableRecompute(), "batch_operation": BatchOperation(), "sleep": Sleep()}
+    return {
+        "table_recompute": TableRecompute(),
+        "batch_operation": BatchOperation(),
+        "data_import": DataImport(),
+        "data_export": DataExport(),
+        "sleep": Sleep(),
+    }

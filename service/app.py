@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from engine import Database, Settings
-from service import batch, computed, health, jobs, rows, tables, udfs
+from service import batch, computed, health, jobs, rows, tables, transfer, udfs
 from service.auth import routes as auth_routes
 from service.auth.gate import ROUTE_KEY, Gate
 from service.auth.middleware import AuthMiddleware
@@ -99,6 +99,10 @@ def api_routes() -> list[BaseRoute]:
         resource("/batch/jobs", get=jobs.list_jobs, post=jobs.create_job),
         resource("/batch/jobs/{job_id}", get=jobs.get_job, delete=jobs.delete_job),
         resource("/batch/jobs/{job_id}/cancel", post=jobs.cancel_job),
+        resource(transfer.IMPORT_PATH, post=transfer.import_data),
+        resource("/batch/export", post=transfer.export_data),
+        resource("/batch/exports/{job_id}/download", get=transfer.download_export),
+        resource("/batch/stream/{table}", post=transfer.stream_rows),
         *_auth_routes(),
     ]
 
@@ -125,8 +129,13 @@ def _middleware(settings: Settings, gate: Gate) -> list[Middleware]:
         middleware += [Middleware(CorsMiddleware, **cors_options(origins)), Middleware(ErrorResponseMiddleware)]
     public = public_paths(("", API_PREFIX))
     middleware.append(Middleware(AuthMiddleware, gate=gate, public=public, public_prefix=f"{ASSETS_PATH}/"))
-    middleware.append(Middleware(MediaTypeMiddleware))
-    middleware.append(Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes))
+    upload = f"{API_PREFIX}{transfer.IMPORT_PATH}"  # the one path that takes files, as multipart/form-data
+    middleware.append(Middleware(MediaTypeMiddleware, paths={upload: ("multipart/form-data",)}))
+    middleware.append(
+        Middleware(
+            BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes, paths={upload: settings.import_max_bytes}
+        )
+    )
     return middleware
 
 

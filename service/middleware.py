@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -211,19 +211,28 @@ def media_type_accepted(content_type: str | None, accepted: Sequence[str]) -> bo
 class MediaTypeMiddleware:
     """A POST, PUT, PATCH or DELETE with a body must declare an accepted type; without a body none is needed."""
 
-    def __init__(self, app: ASGIApp, accepted: Sequence[str] = ACCEPTED_MEDIA_TYPES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        accepted: Sequence[str] = ACCEPTED_MEDIA_TYPES,
+        paths: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.app = app
         self.accepted = tuple(accepted)
+        self.paths = {path: (*self.accepted, *types) for path, types in (paths or {}).items()}  # more types there
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
             headers = Headers(scope=scope)
             declared = headers.get("content-type")
-            if not media_type_accepted(declared, self.accepted):
-                receive = await self._refuse_a_body(headers, receive, declared)
+            accepted = self.paths.get(scope["path"], self.accepted)
+            if not media_type_accepted(declared, accepted):
+                receive = await self._refuse_a_body(headers, receive, declared, accepted)
         await self.app(scope, receive, send)
 
-    async def _refuse_a_body(self, headers: Headers, receive: Receive, declared: str | None) -> Receive:
+    async def _refuse_a_body(
+        self, headers: Headers, receive: Receive, declared: str | None, accepted: Sequence[str]
+    ) -> Receive:
         """Raise ``UnsupportedMediaType`` if the request has a body; the ``receive`` to go on with if it has not.
 
         ``Content-Length`` says; a chunked body is read up to its first non-empty chunk (replayed afterwards);
@@ -231,7 +240,7 @@ class MediaTypeMiddleware:
         length = headers.get("content-length")
         if length is not None:
             if length.strip().lstrip("0"):
-                raise UnsupportedMediaType(declared, self.accepted)
+                raise UnsupportedMediaType(declared, accepted)
             return receive
         if "chunked" not in headers.get("transfer-encoding", "").lower():
             return receive
@@ -239,7 +248,7 @@ class MediaTypeMiddleware:
         while not read or (read[-1]["type"] == "http.request" and read[-1].get("more_body", False)):
             read.append(await receive())
             if read[-1].get("body"):
-                raise UnsupportedMediaType(declared, self.accepted)
+                raise UnsupportedMediaType(declared, accepted)
 
         async def replay() -> Message:
             return read.pop(0) if read else await receive()
@@ -248,17 +257,21 @@ class MediaTypeMiddleware:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    """``max_body_bytes`` for every body, or the limit ``paths`` gives a path (uploads: the import cap)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, paths: Mapping[str, int] | None = None) -> None:
         self.app = app
-        self.limit = max_body_bytes
+        self.default = max_body_bytes
+        self.paths = dict(paths or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope["path"], self.default)
         length = Headers(scope=scope).get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            raise BodyTooLarge(self.limit)
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise BodyTooLarge(limit)
         received = 0
 
         async def receive_limited() -> Message:
@@ -266,8 +279,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge(self.limit)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, receive_limited, send)

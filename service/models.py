@@ -17,7 +17,7 @@ from typing import (
     NotRequired,  # pydantic describes these before Python 3.12 too
 )
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict
 
 MAX_LIMIT = 10_000
@@ -377,3 +377,66 @@ class JobCancelResult(TypedDict):
 class JobDeleted(TypedDict):
     message: str
     job_id: str
+
+
+# -- import, export, streaming -----------------------------------------------------------------------------------
+class _JobOptions(_Body):
+    """What a job-creating endpoint takes besides its parameters (as ``POST /batch/jobs`` does)."""
+
+    priority: int = Field(default=5, ge=1, le=10)
+    webhook_url: str | None = None
+    webhook_events: list[WebhookEvent] | None = None
+    timeout_seconds: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
+
+    def job_fields(self) -> set[str]:
+        return set(_JobOptions.model_fields)
+
+
+class ImportData(_JobOptions):
+    """``POST /batch/import``: the format is a registered one (checked by the engine, 400 with the list); the
+    source is ``source_url`` or, in a multipart request, the ``file`` part."""
+
+    table_name: str
+    format: str
+    source_url: str | None = None
+    mapping: dict[str, str] | None = None
+    options: dict[str, Any] | None = None
+    validation_rules: dict[str, dict[str, Any]] | None = None
+    on_error: Literal["skip", "fail", "default"] = "skip"
+    batch_size: int = Field(default=1000, ge=1, le=10_000)
+
+
+class ExportData(_JobOptions):
+    table_name: str
+    format: str
+    columns: list[str] | None = None
+    where: Where = None
+    order_by: list[Annotated[OrderBy, BeforeValidator(_order_item)]] | None = None
+    limit: int | None = Field(default=None, ge=0)
+    options: dict[str, Any] | None = None
+    compress: bool = False
+
+    def order(self) -> list[dict[str, Any]] | None:
+        return None if self.order_by is None else [o.model_dump() for o in self.order_by]
+
+
+def _flat_stream_config(value: Any) -> Any:
+    """The seed's clients send ``{"config": {...}, "where": [...]}``; the SDK sends the config's fields flat."""
+    if isinstance(value, dict) and isinstance(value.get("config"), dict):
+        rest = {k: v for k, v in value.items() if k != "config"}
+        return {**value["config"], **rest}
+    return value
+
+
+class StreamData(_Body):
+    _flat = model_validator(mode="before")(_flat_stream_config)
+    chunk_size: int = Field(default=1000, ge=1, le=10_000)
+    format: Literal["json", "jsonl", "csv", "arrow"] = "jsonl"
+    compression: Literal["gzip"] | None = None
+    include_headers: bool = True
+    columns: list[str] | None = None
+    where: Where = None
+    order_by: list[Annotated[OrderBy, BeforeValidator(_order_item)]] | None = None
+
+    def order(self) -> list[dict[str, Any]] | None:
+        return None if self.order_by is None else [o.model_dump() for o in self.order_by]

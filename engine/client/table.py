@@ -10,13 +10,15 @@ the coordinator (writes) or the reader (``engine.physical.reader``) and shapes t
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from engine.client import transfer
 from engine.client.results import QueryResult, WriteResult, column_info, table_info, udf_info
 from engine.errors import InvalidRequest, RowNotFound
 from engine.expr import udfs
@@ -33,8 +35,10 @@ from engine.model.schema import TableSchema
 from engine.physical.coordinator import ShardWork
 from engine.physical.reader import Reader, Version
 from engine.storage.records import SchemaChange, now_iso
+from engine.transfer.scan import Scan
 
 if TYPE_CHECKING:
+    import pandas
     import polars
     import ray.data
 
@@ -206,21 +210,23 @@ class Table:
 
     # -- writes ---------------------------------------------------------------------------------------------
     def insert(
-        self, rows: dict[str, Any] | list[dict[str, Any]] | pa.Table, *, return_rows: bool = False
+        self, rows: dict[str, Any] | list[dict[str, Any]] | pa.Table | Any, *, return_rows: bool = False
     ) -> WriteResult:
-        """Insert one row, many rows, or an Arrow table; a duplicate primary key fails the whole insert.
+        """Insert one row, many rows, an Arrow table or a pandas / Polars DataFrame; a duplicate primary key fails
+        the whole insert.
 
         ``return_rows`` sends the stored rows back in ``WriteResult.rows`` (with assigned ``_row_id`` values).
         """
         return self._write(rows, Insert, return_rows)
 
     def upsert(
-        self, rows: dict[str, Any] | list[dict[str, Any]] | pa.Table, *, return_rows: bool = False
+        self, rows: dict[str, Any] | list[dict[str, Any]] | pa.Table | Any, *, return_rows: bool = False
     ) -> WriteResult:
-        """Insert rows, replacing existing rows with the same primary key."""
+        """Insert rows (as ``insert`` takes them), replacing existing rows with the same primary key."""
         return self._write(rows, Upsert, return_rows)
 
     def _write(self, rows: Any, kind: type[Insert] | type[Upsert], return_rows: bool) -> WriteResult:
+        rows = transfer.as_arrow(rows)  # a pandas or Polars DataFrame: as Arrow, then as any Arrow table
         record, _, specs = self.db._resolve(self.name)
         if kind is Upsert and not record.schema.primary_key:
             raise InvalidRequest(f"Table '{self.name}' has no primary key: upsert needs one", field="primary_key")
@@ -323,6 +329,85 @@ class Table:
         import polars as pl
 
         return pl.from_arrow(self.to_arrow())  # type: ignore[return-value]
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """Every row as a pandas DataFrame backed by Arrow (``pd.ArrowDtype`` columns: no per-row Python)."""
+        import pandas as pd
+
+        return self.to_arrow().to_pandas(types_mapper=pd.ArrowDtype)
+
+    # -- bulk reads and writes: streams, exports, imports -----------------------------------------------------
+    def scan(
+        self,
+        columns: Sequence[str] | None = None,
+        where: Any = None,
+        order_by: Sequence[Any] | None = None,
+        limit: int | None = None,
+    ) -> Scan:
+        """Every matching row of the current version, as record batches read shard page by shard page (bounded
+        memory); iterate it, and close it (or use ``with``) if you stop early."""
+        return Scan(self.db.coordinator, self._reader(), self._version(), columns, where, order_by, limit)
+
+    def stream(
+        self,
+        columns: Sequence[str] | None = None,
+        where: Any = None,
+        order_by: Sequence[Any] | None = None,
+        chunk_size: int = 1000,
+    ) -> Iterator[pa.RecordBatch]:
+        """The matching rows of one table version as record batches of ``chunk_size`` rows, in bounded memory."""
+        return transfer.stream(self, columns, where, order_by, chunk_size)
+
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        format: str | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+        where: Any = None,
+        order_by: Sequence[Any] | None = None,
+        limit: int | None = None,
+        options: dict[str, Any] | None = None,
+        compress: bool = False,
+    ) -> dict[str, Any]:
+        """Write the matching rows of one table version to ``path`` (format from the name unless given),
+        atomically; returns ``{rows_exported, file_size_bytes, path, format, duration_seconds}``."""
+        return transfer.export(
+            self,
+            path,
+            format,
+            columns=columns,
+            where=where,
+            order_by=order_by,
+            limit=limit,
+            options=options,
+            compress=compress,
+        )
+
+    def import_file(
+        self,
+        source: str | os.PathLike[str],
+        format: str | None = None,
+        *,
+        mapping: dict[str, str] | None = None,
+        options: dict[str, Any] | None = None,
+        validation_rules: dict[str, Any] | None = None,
+        on_error: str = "skip",
+        batch_size: int = 1000,
+    ) -> dict[str, Any]:
+        """Import a local file or an ``http(s)://`` URL (the server's fetch rules apply) in one transaction;
+        returns the import's result (``rows_imported``, ``rows_skipped``, ``errors`` ...). ``on_error: fail``
+        raises ``ImportRejected`` (its ``result`` lists the bad rows) and imports nothing."""
+        return transfer.import_file(
+            self,
+            source,
+            format,
+            mapping=mapping,
+            options=options,
+            validation_rules=validation_rules,
+            on_error=on_error,
+            batch_size=batch_size,
+        )
 
     def to_ray_dataset(self) -> ray.data.Dataset:
         """A Ray Dataset over the committed rows, one block per shard, without passing through this process."""

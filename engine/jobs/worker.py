@@ -48,6 +48,7 @@ class JobWorker:
                 status = "cancelled"
             except (TesseraError, MissingHandler) as exc:
                 status, error = "failed", getattr(exc, "message", None) or str(exc)
+                result = getattr(exc, "result", None)  # what a handler reports with its failure (a rejected import)
             except Exception as exc:
                 status, error = "failed", f"{type(exc).__name__}: {exc}"
                 lines = traceback.format_exc().splitlines()[-TRACEBACK_LINES:]

@@ -47,8 +47,17 @@ class ColumnKernel:
 
 
 @dataclass(frozen=True)
+class Spooled:
+    """Rows in an Arrow IPC file on a disk the shard host shares, which it maps instead of receiving them through
+    Ray: an import's rows, gathered in bounded memory, reach the shard in one write (one transaction)."""
+
+    path: str
+    num_rows: int
+
+
+@dataclass(frozen=True)
 class Insert:
-    rows: pa.Table  # storage order; ``_row_id`` null when the shard assigns it
+    rows: pa.Table | Spooled  # storage order; ``_row_id`` null when the shard assigns it
     return_rows: bool = False  # send the stored rows back (with assigned row ids)
 
 

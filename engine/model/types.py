@@ -39,3 +39,18 @@ def arrow_type(column_type: str) -> pa.DataType:
 def is_textual(column_type: str) -> bool:
     """Types whose cells are strings that users filter with ``like``."""
     return column_type == "string" or column_type in MEDIA_TYPES
+
+
+# A field of an Arrow schema that holds a ``json`` column's JSON text says so in its metadata, so that formats
+# with JSON values of their own (JSON, JSONL) write the values, not strings, and an import reads them back as JSON.
+JSON_METADATA = {b"tessera.type": b"json"}
+
+
+def json_fields(schema: pa.Schema) -> list[str]:
+    """The fields of ``schema`` marked as JSON text."""
+    return [f.name for f in schema if f.metadata and f.metadata.get(b"tessera.type") == b"json"]
+
+
+def mark_json(schema: pa.Schema, names: set[str] | frozenset[str] | tuple[str, ...]) -> pa.Schema:
+    """``schema`` with the fields in ``names`` marked as JSON text."""
+    return pa.schema([f.with_metadata(JSON_METADATA) if f.name in names else f for f in schema], schema.metadata)

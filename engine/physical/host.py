@@ -20,6 +20,7 @@ import functools
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,13 +29,14 @@ from typing import Any
 import pyarrow as pa
 
 from engine.errors import LeaseExpired, ShardUnavailable
-from engine.logical.plan import ReadPlan, ReadResult, ShardOp, ShardSpec, StageResult
+from engine.logical.plan import Insert, ReadPlan, ReadResult, ShardOp, ShardSpec, Spooled, StageResult
 from engine.physical import faults
 from engine.physical.shard import Shard
 from engine.registry import Registry, UdfLimits, install
 from engine.storage.history import HistoryReaders
 
 Key = tuple[str, int]
+CURSOR_IDLE_SECONDS = 600.0  # a cursor its reader stopped fetching from (a dead stream or export) is dropped
 
 
 def _history(spec: ShardSpec, readers: HistoryReaders) -> Any:
@@ -61,6 +63,12 @@ class _Slot:
         self.owner, self.since = owner, time.monotonic()
         self.token = max(self.token + 1, time.time_ns())
         return self.token
+
+
+@dataclass
+class _Cursor:
+    table: pa.Table
+    used: float  # time.monotonic() of the last fetch
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,14 @@ class _Fence:
             yield
 
 
+def _unspooled(op: ShardOp) -> ShardOp:
+    """An insert whose rows wait in a spool file, with the rows mapped from it (the page cache holds them)."""
+    if isinstance(op, Insert) and isinstance(op.rows, Spooled):
+        with pa.memory_map(op.rows.path) as source:
+            return dataclasses.replace(op, rows=pa.ipc.open_file(source).read_all())
+    return op
+
+
 class ShardHost:
     def __init__(self, lease_seconds: float = 60.0, udf_limits: UdfLimits | None = None) -> None:
         # Ray sets OMP_NUM_THREADS=1 in actors that reserve no CPU, which shrinks Arrow's pool to one thread;
@@ -106,6 +122,7 @@ class ShardHost:
         self._mutex = threading.Lock()
         self.faults = faults.Holds()
         self._catalogs = HistoryReaders()  # connections to the catalogs its shards load from
+        self._cursors: dict[str, _Cursor] = {}
 
     def ping(self) -> bool:
         return True
@@ -173,6 +190,7 @@ class ShardHost:
             with fence.slot.cond:  # the grant and the shard object together: a revoked stage never gets the next
                 fence.check()  # writer's shard (an abort drops the shard object its writer staged on)
                 shard = self._shard(spec, base)
+            ops = [_unspooled(op) for op in ops]
             result = shard.stage(txn, base if base > shard.version else None, ops, spec, fence.guard)
             with fence.slot.cond:
                 fence.check()  # revoked while it ran: what it staged must not reach the catalog
@@ -206,6 +224,34 @@ class ShardHost:
 
     def read(self, spec: ShardSpec, version: int, plan: ReadPlan) -> ReadResult:
         return self._shard(spec, version).read(version, plan, spec.computed)
+
+    # -- cursors: a read's result handed out page by page (streams and exports) --------------------------------
+    def open_cursor(self, spec: ShardSpec, version: int, plan: ReadPlan) -> tuple[str, int, int]:
+        """Run ``plan`` on the shard at ``version`` and keep its result for ``fetch``: (cursor id, rows, bytes).
+
+        The result is the shard's rows or slices and a filtered copy of them: one version held whatever writers
+        do meanwhile. Cursors idle for ``CURSOR_IDLE_SECONDS`` are dropped (their reader went away)."""
+        result = self.read(spec, version, plan)
+        table = result.table if result.table is not None else pa.table({})
+        cursor = uuid.uuid4().hex
+        now = time.monotonic()
+        with self._mutex:
+            for stale in [c for c, held in self._cursors.items() if now - held.used > CURSOR_IDLE_SECONDS]:
+                del self._cursors[stale]
+            self._cursors[cursor] = _Cursor(table, now)
+        return cursor, table.num_rows, table.nbytes
+
+    def fetch(self, cursor: str, start: int, count: int) -> pa.Table:
+        """Rows ``start`` to ``start + count`` of a cursor's result (zero-copy slices of what it holds)."""
+        held = self._cursors.get(cursor)
+        if held is None:
+            raise ShardUnavailable("the read's cursor is gone (its host restarted or it sat idle); read again")
+        held.used = time.monotonic()
+        return held.table.slice(start, count)
+
+    def close_cursor(self, cursor: str) -> None:
+        with self._mutex:
+            self._cursors.pop(cursor, None)
 
     def scan(self, spec: ShardSpec, version: int) -> pa.Table:
         """All rows of a shard at ``version`` (a block of a Ray Dataset)."""

@@ -69,6 +69,12 @@ class Reader:
         values = self._values(version, tuple(n for n, _ in where.derived))
         return self._count(version, self._narrowed(version, where, values))
 
+    def route(self, version: Version, plan: QueryPlan) -> tuple[Route, list[tuple[ComputedColumn, Values]]]:
+        """For a read of every matching row (a stream, an export): the shards' route with aggregate / window
+        clauses pushed down, and the aggregate / window values to attach to the rows it returns."""
+        values = self._values(version, plan.derived)
+        return self._narrowed(version, plan.filter, values), [values[n] for n in plan.attach]
+
     # -- steps ----------------------------------------------------------------------------------------------------
     def _rows(self, version: Version, found: Route, plan: QueryPlan, values: Derived) -> tuple[pa.Table, int]:
         """Each shard's first ``top`` rows in order, merged; or, ordered by derived values without a limit, every

@@ -335,3 +335,14 @@ def remove(path: str) -> None:
 def list_table_dirs(root: str) -> list[str]:
     base = Path(root) / "tables"
     return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
+
+
+# -- whole datasets, for exports and imports in the Lance format (plugins.formats.lance) ---------------------------
+def write_dataset(path: str, batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> None:
+    """A new Lance dataset at ``path`` from ``batches``, written as they come."""
+    lance.write_dataset(pa.RecordBatchReader.from_batches(schema, batches), path, mode="create")
+
+
+def dataset_batches(path: str, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """The rows of the Lance dataset at ``path`` (its latest version), ``batch_size`` rows at a time."""
+    yield from lance.dataset(path).to_batches(batch_size=batch_size)

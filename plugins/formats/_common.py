@@ -7,7 +7,7 @@ Private to ``plugins.formats``; the format modules stay about their own library.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import FormatError, SourceError
+from engine.model.batches import rebatch as rebatch  # the format modules cut batches with it
 
 # Cells that a spreadsheet would run as a formula (OWASP's list: = + - @, and tab and carriage return, which some
 # spreadsheets strip before looking at the first character).
@@ -95,31 +96,6 @@ def check_batch_size(fmt: str, batch_size: int) -> None:
 
 
 # -- batches ------------------------------------------------------------------------------------------------------
-def rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
-    """Batches of exactly ``size`` rows (the last may be shorter) from batches of any length.
-
-    Holds at most ``size`` rows beyond the batch being cut: slices share the incoming batch's buffers, and only a
-    batch that spans two incoming ones is copied together.
-    """
-    pending: list[pa.RecordBatch] = []
-    held = 0
-    for batch in batches:
-        while batch.num_rows:
-            take = min(size - held, batch.num_rows)
-            pending.append(batch.slice(0, take))
-            held += take
-            batch = batch.slice(take)
-            if held == size:
-                yield _joined(pending)
-                pending, held = [], 0
-    if held:
-        yield _joined(pending)
-
-
-def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
-    return batches[0] if len(batches) == 1 else pa.concat_batches(batches)
-
-
 def first_failing(count: int, fails: Callable[[int], bool]) -> int:
     """The smallest ``k`` in 1..count with ``fails(k)`` (a prefix of ``k`` items fails), for a failure that stays
     once it appears; ``count`` if none does. Error paths only: finds a bad record in log2(count) parses."""

@@ -19,12 +19,13 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.json as pajson
 
 from engine.errors import SourceError
+from engine.model.types import json_fields
 from engine.registry import Format, hookimpl
+from engine.transfer import encode
 from plugins.formats._common import GrowingSchema, Options, check_batch_size, first_failing, rebatch
 
 NAME = "jsonl"
@@ -55,10 +56,9 @@ class JsonlFormat:
 
 
 def ndjson(batch: pa.RecordBatch) -> bytes:
-    """The rows of ``batch`` as JSON lines (each ends with a line break; none has one inside)."""
-    buffer = io.BytesIO()
-    pl.from_arrow(batch).write_ndjson(buffer)  # type: ignore[union-attr]  # a RecordBatch gives a DataFrame
-    return buffer.getvalue()
+    """The rows of ``batch`` as JSON lines (each ends with a line break; none has one inside); fields marked as
+    JSON text (``engine.model.types.json_fields``) are written as their JSON values."""
+    return encode.ndjson(batch, json_fields(batch.schema))
 
 
 def chunks(source: BinaryIO, size: int) -> Iterator[tuple[int, bytes]]:

@@ -123,6 +123,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/batch/jobs/{job_id}"): _job("read"),
     ("POST", "/batch/jobs/{job_id}/cancel"): _job("write"),
     ("DELETE", "/batch/jobs/{job_id}"): _job("delete"),
+    ("POST", "/batch/import"): Rule("create_job", limit="jobs"),  # data:write on table_name, as a data_import job
+    ("POST", "/batch/export"): Rule("create_job", limit="jobs"),  # data:read on table_name, as a data_export job
+    ("GET", "/batch/exports/{job_id}/download"): _job("read"),
+    ("POST", "/batch/stream/{table}"): _needs("data", "read"),
     ("POST", "/auth/api-keys"): _keys("create"),
     ("GET", "/auth/api-keys"): _keys("read"),
     ("GET", "/auth/api-keys/{key_id}"): _keys("read", self_service=True),
