@@ -263,6 +263,44 @@ def _operations() -> dict[tuple[str, str], Operation]:
             response=m.JobDeleted,
             errors=(409,),
         ),
+        # import, export, streaming (service.transfer)
+        ("POST", "/api/v1/batch/import"): Operation(
+            "Import a file into a table (a `data_import` job)",
+            "transfer",
+            body=m.ImportData,
+            response=m.JobInfo,
+            errors=(404, 413),
+            description="JSON with `source_url` (http(s):// under the fetch rules, file:// under "
+            "TESSERA_IMPORT_DIR), or multipart/form-data with the same fields as form fields (objects as JSON text) "
+            "and the file as the `file` part. Checked up front (422 shape, 400 format, mapping, rules, source "
+            "scheme; 404 table); the job's result is `{rows_processed, rows_imported, rows_skipped, errors, "
+            "error_count, duration_seconds}`.",
+        ),
+        ("POST", "/api/v1/batch/export"): Operation(
+            "Export a table's rows to a file (a `data_export` job)",
+            "transfer",
+            body=m.ExportData,
+            response=m.JobInfo,
+            errors=(404,),
+            description="The job's result is `{rows_exported, file_size_bytes, download_url, expires_at, format}`; "
+            "the file is one table version, written atomically, kept TESSERA_EXPORT_TTL_HOURS.",
+        ),
+        ("GET", "/api/v1/batch/exports/{job_id}/download"): Operation(
+            "Download an export's file (Range supported; 410 once expired)",
+            "transfer",
+            errors=(404, 410),
+            media_type="application/octet-stream",
+        ),
+        ("POST", "/api/v1/batch/stream/{table}"): Operation(
+            "Stream a table's rows (jsonl, json, csv or Arrow IPC; gzip optional)",
+            "transfer",
+            body=m.StreamData,
+            errors=(404, 429),
+            media_type="application/x-ndjson",
+            description="Rows of one table version, encoded chunk by chunk as the shards send them: memory stays "
+            "bounded. Also accepts the seed's `{config: {...}, where}`. At most TESSERA_MAX_CONCURRENT_STREAMS "
+            "streams per key in flight (429).",
+        ),
         # API keys (service.auth.routes)
         ("POST", keys): Operation(
             "Create an API key (the full key is shown once)",
@@ -310,6 +348,7 @@ _ERRORS: dict[int, tuple[str, str, tuple[str, ...]]] = {
     403: ("Forbidden", "The key lacks the permission (`detail` contains `Insufficient permissions`)", ()),
     404: ("NotFound", "The table, row, column, UDF, job or API key named in the path does not exist", ()),
     409: ("Conflict", "Duplicate name or primary key, or the object is in use", ()),
+    410: ("Gone", "The export expired (after `expires_at`); its file was deleted", ()),
     413: ("TooLarge", "Body over the size limit, or too many rows or operations in one request", ()),
     415: ("UnsupportedMediaType", "The body is not declared JSON (`Content-Type: application/json`)", ()),
     422: ("ValidationError", "The body does not match the request schema; `errors` lists each field", ()),

@@ -68,8 +68,9 @@ async def import_data(request: Request) -> Response:
         body = await parse_body(request, ImportData)
     try:
         if body.source_url is None:
-            raise InvalidRequest("source_url is required (or send the file as the multipart 'file' part)",
-                                 field="source_url")
+            raise InvalidRequest(
+                "source_url is required (or send the file as the multipart 'file' part)", field="source_url"
+            )
         parameters = body.model_dump(exclude=body.job_fields(), exclude_none=True)
         authorize_job(principal_of(request), "data_import", parameters)
         info = await run_in_threadpool(_submit_import, db, body, parameters, principal_of(request).key_id)
@@ -288,10 +289,10 @@ async def stream_rows(request: Request) -> Response:
                     break
                 yield chunk
             yield enc.end()
-        finally:
-            await run_in_threadpool(scan.close)
+        finally:  # also when the client went away and this task was cancelled: nothing here awaits
             if decision is not None:
                 gate.limits.release(principal.key_id, "streams")
+            scan.close()  # asks the hosts to drop the cursors; does not wait
 
     headers = {"Content-Encoding": enc.content_encoding} if enc.content_encoding else {}
     return StreamingResponse(chunks(), media_type=enc.media_type, headers=headers)

@@ -24,8 +24,11 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[engine.Database]:
     The UDF sandbox gets tight limits (the defaults are 2 s CPU, 5 s wall clock, 512 MB), so the tests that make
     UDFs overrun them stay quick.
     """
+    imports = tmp_path_factory.mktemp("imports")
     database = engine.connect(
         data_dir=str(tmp_path_factory.mktemp("data")),
+        import_dir=str(imports),  # file:// imports may read here (tests/transfer)
+        fetch_allowed_hosts=("127.0.0.1",),  # imports from the tests' loopback file servers
         num_cpus=2,
         maintenance_seconds=0,
         udf_cpu_seconds=1.0,

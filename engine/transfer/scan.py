@@ -13,6 +13,7 @@ whose consumer went away) closes its cursors.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -133,7 +134,9 @@ class Scan:
         self.close()
 
     def close(self) -> None:
-        self._batches.close() if hasattr(self, "_batches") else None
+        """Release the cursors (without waiting for the hosts); safe from another thread than the reader's."""
+        with contextlib.suppress(ValueError):  # the reader's thread is inside it: its next fetch finds no cursor
+            self._batches.close() if hasattr(self, "_batches") else None
         for c in self._cursors:
             c.host.close_cursor.remote(c.cursor)
         self._cursors = []

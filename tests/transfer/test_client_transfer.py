@@ -61,7 +61,9 @@ def test_every_format_round_trips(db: Database, table, fmt: str, tmp_path: Path,
 
 def test_gzip_export_and_import(db: Database, table, tmp_path: Path, name: str) -> None:
     path = tmp_path / "out.csv.gz"
-    table.export(path, "csv", compress=True, columns=["id", "name"], where=[{"column": "id", "operator": "<", "value": 10}])
+    table.export(
+        path, "csv", compress=True, columns=["id", "name"], where=[{"column": "id", "operator": "<", "value": 10}]
+    )
     assert gzip.decompress(path.read_bytes()).startswith(b'"id","name"')
     copy = db.create_table(f"{name}_gz", {"id": "int", "name": "string"}, primary_key="id")
     assert copy.import_file(path)["rows_imported"] == 10
@@ -86,7 +88,11 @@ def test_pandas_and_polars(db: Database, name: str) -> None:
 def test_csv_with_rules_and_modes(db: Database, name: str, tmp_path: Path) -> None:
     path = tmp_path / "people.csv"
     path.write_text("id,full name,age,email\n1,Ada,36,ada@x.org\n2,Bob,-3,bob@x.org\n3,Cy,40,nope\nx,Di,20,di@x.org\n")
-    t = db.create_table(name, {"id": "int", "name": "string", "age": {"type": "int", "nullable": False}, "email": "string"}, primary_key="id")
+    t = db.create_table(
+        name,
+        {"id": "int", "name": "string", "age": {"type": "int", "nullable": False}, "email": "string"},
+        primary_key="id",
+    )
     rules = {"age": {"min": 0}, "email": {"pattern": "^[^@]+@[^@]+$"}}
     mapping = {"full name": "name"}
     with pytest.raises(ImportRejected) as failed:
