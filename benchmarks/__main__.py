@@ -12,6 +12,8 @@ Suites:
                and REST batch-insert throughput, key vs open mode in one run.
   jobs         issue 13's figures: submit-to-start latency, a 1,000-job burst in priority order, a recompute
                job vs the same recompute in-process, cancel of a running job, point lookups during a job.
+  transfer     issue 14's figures: CSV and Parquet imports vs polars/pyarrow + lance.write_dataset, Parquet
+               export vs pq.write_table, jsonl and Arrow streams over HTTP vs a bare Starlette stream.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks import auth, batch, foundation, jobs, recompute, udf
+from benchmarks import auth, batch, foundation, jobs, recompute, transfer, udf
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     udf.add_arguments(sub.add_parser("udf", help="UDFs: sandbox, inlined, memoised, execute endpoint"))
     auth.add_arguments(sub.add_parser("auth", help="API-key overhead: latency and batch throughput, key vs open"))
     jobs.add_arguments(sub.add_parser("jobs", help="job queue: start latency, burst order, recompute job, cancel"))
+    transfer.add_arguments(sub.add_parser("transfer", help="imports, exports and streams vs the best readers"))
     args = parser.parse_args(argv)
     suites = {
         "foundation": foundation.run,
@@ -41,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         "udf": udf.run,
         "auth": auth.run,
         "jobs": jobs.run,
+        "transfer": transfer.run,
     }
     return suites[args.suite](args)
 

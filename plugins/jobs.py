@@ -131,7 +131,7 @@ class DataExport:
 
     def run(self, job: JobContext) -> dict[str, Any]:
         parameters = _parameters(job)
-        table_name = _text(parameters, "table_name")
+        table_name = str(_text(parameters, "table_name"))
         formats = job.db.registry.formats()
         fmt_name = parameters.get("format")
         fmt = exporter.format_of(formats, fmt_name)

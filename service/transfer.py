@@ -111,7 +111,7 @@ async def _multipart(request: Request, root: str, content_type: str) -> tuple[di
     if not boundary:
         raise InvalidRequest("multipart body without a boundary in its Content-Type", field="Content-Type")
     reader = _FormReader(root)
-    parser = MultipartParser(boundary, reader.callbacks())
+    parser = MultipartParser(boundary, cast(Any, reader.callbacks()))
     try:
         async for chunk in request.stream():
             parser.write(chunk)

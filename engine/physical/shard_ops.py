@@ -69,6 +69,7 @@ def apply(work: pa.Table, op: ShardOp, state: WriteState) -> Applied:
 
 def _insert(work: pa.Table, op: Insert, state: WriteState) -> Applied:
     rows, spec = op.rows, state.spec
+    assert isinstance(rows, pa.Table), "the host maps a spooled insert's rows before it applies them"
     if rows.num_rows == 0:
         return work, None, OpResult(0, rows if op.return_rows else None)
     if spec.assigns_row_ids:

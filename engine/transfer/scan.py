@@ -14,7 +14,7 @@ whose consumer went away) closes its cursors.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,7 +142,7 @@ class Scan:
         self._cursors = []
 
     # -- steps ----------------------------------------------------------------------------------------------------
-    def _run(self) -> Iterator[pa.RecordBatch]:
+    def _run(self) -> Generator[pa.RecordBatch, None, None]:
         left = self._limit
         pages = self._merged() if self._order and len(self._cursors) > 1 else self._chained()
         try:

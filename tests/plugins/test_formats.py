@@ -15,7 +15,7 @@ import pytest
 
 from engine.errors import FormatError, SourceError
 from engine.registry import current
-from plugins.formats import CsvFormat, ExcelFormat, JsonFormat, JsonlFormat, ParquetFormat
+from plugins.formats import CsvFormat, ExcelFormat, JsonFormat, JsonlFormat, LanceFormat, ParquetFormat
 
 FORMATS = {
     "csv": CsvFormat(),
@@ -23,6 +23,7 @@ FORMATS = {
     "jsonl": JsonlFormat(),
     "parquet": ParquetFormat(),
     "excel": ExcelFormat(),
+    "lance": LanceFormat(),
 }
 ROWS = pa.table(
     {
@@ -84,7 +85,7 @@ def test_the_formats_register_through_their_own_entry_points() -> None:
 
 
 # -- round trips ---------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["csv", "json", "jsonl", "parquet"])
+@pytest.mark.parametrize("name", ["csv", "json", "jsonl", "parquet", "lance"])
 def test_write_then_read_gives_the_same_rows_and_types(tmp_path: Path, name: str) -> None:
     path = write(tmp_path, name, ROWS)
     back = table_of(read(FORMATS[name], path, batch_size=2))

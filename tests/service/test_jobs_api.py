@@ -238,7 +238,7 @@ def test_a_batch_operation_job_answers_the_batch_response(client: httpx.Client, 
     assert outcome["status"] == "completed" and outcome["result"]["failed"] == 1, outcome  # as the batch answers
 
 
-@pytest.mark.parametrize("job_type", ["data_import", "data_export", "media_processing"])
+@pytest.mark.parametrize("job_type", ["media_processing"])
 def test_types_without_a_handler_yet_are_queued_then_fail_saying_so(client: httpx.Client, job_type: str) -> None:
     done = finished(client, submit(client, job_type, {"table_name": "anything"})["job_id"])
     assert done["status"] == "failed", done

@@ -50,7 +50,7 @@ def files() -> Iterator[tuple[str, dict[str, bytes]]]:
     served: dict[str, bytes] = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             body = served.get(self.path)
             if body is None:
                 self.send_error(404)
@@ -282,7 +282,7 @@ def test_a_large_stream_stays_bounded(client: httpx.Client, db: Database, name: 
     with client.stream(
         "POST", f"/batch/stream/{name}", json={"format": "jsonl", "chunk_size": 100, "order_by": ["id"]}
     ) as r:
-        for line in r.iter_lines():
+        for _line in r.iter_lines():
             count += 1
             if count % 20_000 == 0:
                 peak = max(peak, process.memory_info().rss - before)

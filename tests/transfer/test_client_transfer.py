@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 import polars as pl
-import pyarrow as pa
 import pytest
 
 from engine import Database

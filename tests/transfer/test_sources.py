@@ -25,7 +25,7 @@ def server() -> Iterator[tuple[str, dict[str, Any]]]:
     routes: dict[str, Any] = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             route = routes.get(self.path)
             if route is None:
                 self.send_error(404)
