@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import io
+import os
 import json
 import threading
 import time
@@ -303,3 +304,18 @@ def test_streams_per_key_are_capped(serve: Callable[..., str], table: str, clien
         while (again := c.post(f"/batch/stream/{table}", json={})).status_code == 429 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert again.status_code == 200, again.text  # the first one's slot is free again
+
+
+def test_a_cancelled_import_imports_nothing(client: httpx.Client, db: Database, table: str) -> None:
+    body = b"id,name,age\n" + b"".join(b"%d,n%d,%d\n" % (i, i, i % 90) for i in range(300_000))
+    fields = {"table_name": table, "format": "csv", "batch_size": "100"}
+    info = client.post("/batch/import", data=fields, files={"file": ("big.csv", body)}).json()
+    deadline = time.monotonic() + 60
+    while client.get(f"/batch/jobs/{info['job_id']}").json()["status"] == "pending":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert client.post(f"/batch/jobs/{info['job_id']}/cancel").status_code == 200
+    done = finished(client, info["job_id"])
+    assert done["status"] == "cancelled", done
+    assert client.get(f"/tables/{table}/rows/count").json()["row_count"] == 0
+    assert not os.path.exists(os.path.join(db.root, "imports", info["job_id"]))  # its spool is gone
