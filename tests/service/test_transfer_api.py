@@ -6,8 +6,8 @@ from __future__ import annotations
 import gzip
 import http.server
 import io
-import os
 import json
+import os
 import threading
 import time
 import zlib
