@@ -41,6 +41,7 @@ from engine.registry import Registry, UdfLimits, install, uninstall
 from engine.storage import lance as storage
 from engine.storage.catalog import SqliteCatalog, catalog_path
 from engine.storage.records import ShardState, TableRecord, now_iso
+from engine.transfer import exporter
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +190,12 @@ class Database:
                 log.exception("background maintenance failed")
 
     def maintain(self) -> int:
-        """Clean up versions older than the retention, fold shards' logged writes into Lance and compact shards with
+        """Clean up versions older than the retention and expired export files, fold shards' logged writes into Lance and compact shards with
         many small fragments; returns the shards folded or compacted."""
         compacted = 0
         s = self.settings
         self.catalog.prune_keys(s.idempotency_ttl_hours * 3600)  # Idempotency-Keys past their time to live
+        exporter.sweep(self.root)  # export files past their expires_at (their downloads answer 410)
         for record in self.catalog.list_tables():
             specs = specs_of(record, self.root)
             keep = self.catalog.prune_log(record.id, s.version_retention_seconds)

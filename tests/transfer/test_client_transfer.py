@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from engine import Database
-from engine.errors import ImportRejected, InvalidRequest
+from engine.errors import ExportExpired, ImportRejected, InvalidRequest
 
 COLUMNS = {
     "id": {"type": "int", "nullable": False},
@@ -119,3 +119,21 @@ def test_bad_inputs(db: Database, table, tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest):
         table.import_file(ragged, validation_rules={"name": {"pattern": "(a)\\1"}})
     assert table.count() == 50
+
+
+def test_maintenance_sweeps_expired_exports(db: Database, tmp_path: Path) -> None:
+    import os
+    import time
+
+    from engine.transfer import exporter
+
+    folder = exporter.export_dir(db.root, "expired-job")
+    os.makedirs(folder)
+    Path(folder, "t.csv").write_text("id\n1\n")
+    Path(folder, exporter.MANIFEST).write_text(
+        '{"file": "t.csv", "expires_at": "2026-01-01T00:00:00Z", "expires": %f, "format": "csv"}' % (time.time() - 1)
+    )
+    db.maintain()
+    assert not Path(folder, "t.csv").exists()
+    with pytest.raises(ExportExpired):
+        exporter.download(db.root, "expired-job")
