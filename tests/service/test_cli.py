@@ -137,7 +137,13 @@ def test_plugins_json(capsys: pytest.CaptureFixture[str]) -> None:
     upper = next(e for e in listed["functions"] if e["name"] == "upper")
     assert (upper["plugin"], upper["module"]) == ("tessera.text", "plugins.functions.text")
     assert upper["distribution"].startswith("tessera ")
-    assert {e["name"] for e in listed["job_types"]} == {"batch_operation", "sleep", "table_recompute"}
+    assert {e["name"] for e in listed["job_types"]} == {
+        "batch_operation",
+        "data_export",
+        "data_import",
+        "sleep",
+        "table_recompute",
+    }
     assert listed["media_operations"] == []
 
 
